@@ -1,0 +1,70 @@
+# Quality Compass + the qalita dbt package + the QALITA sidecar.
+# `make help` lists the targets. Every dbt call uses the repo's profiles.yml.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DBT := $(BIN)/dbt
+TARGET ?= dev
+export DBT_PROFILES_DIR ?= $(CURDIR)
+export DBT_SEND_ANONYMOUS_USAGE_STATS ?= false
+DBT_FLAGS := --target $(TARGET)
+
+.PHONY: help all install deps seed compass-data build freshness docs test lint ingest flush bench clean pg-db
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+all: install deps seed compass-data build ## Fresh machine: venv, install, dbt deps, seed, load Compass, dbt build (DuckDB)
+
+install: $(VENV)/.installed ## Create .venv and install the project with its dev extra
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	@touch $@
+
+deps: install ## dbt deps (installs the local qalita package)
+	$(DBT) deps
+
+seed: deps ## dbt seed
+	$(DBT) seed $(DBT_FLAGS)
+
+compass-data: install ## Generate a small insight-graph run and load it into the raw tables
+	@echo "compass-data: not yet implemented"
+
+build: deps ## dbt build (TARGET=prod for PostgreSQL)
+	$(DBT) build $(DBT_FLAGS)
+
+freshness: deps ## dbt source freshness
+	$(DBT) source freshness $(DBT_FLAGS)
+
+docs: deps ## dbt docs generate
+	$(DBT) docs generate $(DBT_FLAGS)
+
+test: install ## Run the pytest suite (DuckDB and PostgreSQL)
+	$(BIN)/pytest
+
+lint: install ## sqlfluff (dbt templater) and ruff
+	$(BIN)/ruff check sidecar bench
+	$(BIN)/sqlfluff lint models
+
+ingest: install ## Ship the latest dbt builds to QALITA (or to the outbox without QALITA settings)
+	@echo "ingest: not yet implemented"
+
+flush: install ## Send what waits in the outbox
+	@echo "flush: not yet implemented"
+
+pg-db: ## Create the PostgreSQL database of the prod target if it is missing
+	@db=$${DBT_POSTGRES_DATABASE:-quality_compass}; \
+	psql -h $${DBT_POSTGRES_HOST:-127.0.0.1} -p $${DBT_POSTGRES_PORT:-5432} -U $${DBT_POSTGRES_USER:-postgres} -d postgres -Atc "select 1 from pg_database where datname = '$$db'" | grep -q 1 \
+	  || createdb -h $${DBT_POSTGRES_HOST:-127.0.0.1} -p $${DBT_POSTGRES_PORT:-5432} -U $${DBT_POSTGRES_USER:-postgres} "$$db"
+
+bench: install ## Benchmarks (print figures; never assert timings)
+	@echo "bench: see bench/README.md"
+
+clean: ## Remove build outputs, the DuckDB file and the venv
+	rm -rf target dbt_packages logs quality_compass.duckdb quality_compass.duckdb.wal $(VENV) .pytest_cache .ruff_cache

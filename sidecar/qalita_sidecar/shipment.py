@@ -1,0 +1,113 @@
+"""The hand-off between reading (dbt, Soda, Airbyte, Dagster) and sending: one Shipment per run.
+
+Everything a reader produces is a Shipment; everything after it (outbox, client, ledger) only
+knows Shipments. Items serialise to exactly the JSON shapes of QALITA's three files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Perimeter = Literal["database", "dataset", "column"]
+Level = Literal["info", "warning", "high"]
+JobStatus = Literal["succeeded", "failed"]
+
+
+@dataclass(frozen=True)
+class Scope:
+    perimeter: Perimeter
+    value: str
+    parent: Scope | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"perimeter": self.perimeter, "value": self.value}
+        if self.parent is not None:
+            out["parent_scope"] = self.parent.to_json()
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Scope:
+        parent = data.get("parent_scope")
+        return cls(data["perimeter"], data["value"], cls.from_json(parent) if parent else None)
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str
+    value: str | int | float
+    scope: Scope
+
+    def to_json(self) -> dict[str, Any]:
+        return {"key": self.key, "value": self.value, "scope": self.scope.to_json()}
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    content: str
+    type: str
+    scope: Scope
+    level: Level
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "content": self.content,
+            "type": self.type,
+            "scope": self.scope.to_json(),
+            "level": self.level,
+        }
+
+
+@dataclass(frozen=True)
+class SchemaEntry:
+    key: Literal["database", "dataset", "column"]
+    value: str
+    scope: Scope
+
+    def to_json(self) -> dict[str, Any]:
+        return {"key": self.key, "value": self.value, "scope": self.scope.to_json()}
+
+
+@dataclass(frozen=True)
+class Job:
+    """One QALITA job per run: created `running` at started_at, finished with status."""
+
+    name: str
+    started_at: str  # "YYYY-MM-DD HH:MM:SS", UTC
+    finished_at: str  # "YYYY-MM-DD HH:MM:SS", UTC
+    status: JobStatus
+
+
+@dataclass(frozen=True)
+class Shipment:
+    """Everything QALITA receives for one run of one tool (a dbt invocation, a Soda scan, ...)."""
+
+    key: str  # idempotency key: see idempotency_key()
+    origin: str  # "dbt", "soda", "airbyte", "dagster"
+    source_name: str  # the QALITA source this run reports on (found or published by name)
+    source_type: str  # e.g. "database"
+    job: Job
+    metrics: tuple[Metric, ...]
+    recommendations: tuple[Recommendation, ...]
+    schemas: tuple[SchemaEntry, ...]
+    # What the run was: invocation id, project, environment, git sha, counts... (kept for the ledger
+    # and the summary; never sent as a file).
+    context: dict[str, Any] = field(default_factory=dict)
+
+    def files(self) -> dict[str, list[dict[str, Any]]]:
+        """The three upload files, by file name, as bare JSON arrays."""
+        return {
+            "metrics.json": [m.to_json() for m in self.metrics],
+            "recommendations.json": [r.to_json() for r in self.recommendations],
+            "schemas.json": [s.to_json() for s in self.schemas],
+        }
+
+
+def idempotency_key(*parts: str | None) -> str:
+    """sha256 over the identifying parts (for dbt: project, environment, git sha, invocation id).
+
+    Parts are joined with a unit separator so ("a", "bc") and ("ab", "c") differ; None is "".
+    """
+    joined = "\x1f".join("" if p is None else str(p) for p in parts)
+    return hashlib.sha256(joined.encode("utf-8")).hexdigest()
