@@ -1,0 +1,61 @@
+{#- The shape of the two tables. Adding a column here is a schema migration: ensure_tables adds
+    missing columns to existing tables, so rows written by older package versions stay valid.
+    Bump schema_version() with every change. -#}
+
+{% macro schema_version() %}{{ return(1) }}{% endmacro %}
+
+{% macro package_version() %}{{ return('0.1.0') }}{% endmacro %}
+
+{% macro invocation_columns() %}
+  {{ return([
+    ('invocation_id', 'text'), ('schema_version', 'int'), ('package_version', 'text'),
+    ('project_name', 'text'), ('target_name', 'text'), ('adapter_type', 'text'),
+    ('environment', 'text'), ('command', 'text'), ('dbt_version', 'text'),
+    ('started_at', 'timestamp'), ('finished_at', 'timestamp'),
+    ('results_total', 'int'), ('passed', 'int'), ('warned', 'int'), ('failed', 'int'),
+    ('errored', 'int'), ('skipped', 'int'),
+    ('selectors', 'text'), ('args', 'text'),
+    ('git_sha', 'text'), ('git_branch', 'text'), ('ci_provider', 'text'),
+    ('job_id', 'text'), ('run_id', 'text'), ('run_url', 'text'),
+    ('recorded_at', 'timestamp'),
+  ]) }}
+{% endmacro %}
+
+{% macro result_columns() %}
+  {{ return([
+    ('invocation_id', 'text'), ('unique_id', 'text'), ('resource_type', 'text'), ('name', 'text'),
+    ('package_name', 'text'), ('status', 'text'), ('status_normalised', 'text'),
+    ('failures', 'bigint'), ('rows_affected', 'bigint'), ('message', 'text'),
+    ('execution_time', 'double'), ('started_at', 'timestamp'), ('completed_at', 'timestamp'),
+    ('thread_id', 'text'), ('severity', 'text'), ('warn_if', 'text'), ('error_if', 'text'),
+    ('test_name', 'text'), ('test_namespace', 'text'), ('test_type', 'text'),
+    ('column_name', 'text'), ('attached_node', 'text'), ('tags', 'text'),
+    ('materialization', 'text'), ('relation_name', 'text'),
+    ('max_loaded_at', 'timestamp'), ('snapshotted_at', 'timestamp'), ('age', 'double'),
+    ('freshness_criteria', 'text'), ('recorded_at', 'timestamp'),
+  ]) }}
+{% endmacro %}
+
+{#- Logical type -> adapter type. -#}
+{% macro column_type(kind) %}
+  {{ return(adapter.dispatch('column_type', 'qalita')(kind)) }}
+{% endmacro %}
+
+{% macro default__column_type(kind) %}
+  {{ return({'text': 'text', 'int': 'integer', 'bigint': 'bigint', 'double': 'double precision',
+             'timestamp': 'timestamp'}[kind]) }}
+{% endmacro %}
+
+{% macro duckdb__column_type(kind) %}
+  {{ return({'text': 'varchar', 'int': 'integer', 'bigint': 'bigint', 'double': 'double',
+             'timestamp': 'timestamp'}[kind]) }}
+{% endmacro %}
+
+{#- Where the tables live: var qalita_schema, else <target schema>_qalita. -#}
+{% macro results_schema() %}
+  {{ return(var('qalita_schema', target.schema ~ '_qalita')) }}
+{% endmacro %}
+
+{% macro results_database() %}
+  {{ return(var('qalita_database', target.database)) }}
+{% endmacro %}
