@@ -50,6 +50,28 @@ class DbtProject:
     def artifact(self, name: str) -> dict:
         return json.loads((self.target_path / name).read_text())
 
+    def execute(self, sql: str) -> None:
+        """Run a statement (committed) against this project's warehouse."""
+        if self.target == "dev":
+            import duckdb
+
+            con = duckdb.connect(self.env["DBT_DUCKDB_PATH"])
+            try:
+                con.execute(sql)
+            finally:
+                con.close()
+            return
+        import psycopg2
+
+        con = psycopg2.connect(host=PG_HOST, port=PG_PORT, user=PG_USER,
+                               dbname=self.env["DBT_POSTGRES_DATABASE"])
+        con.autocommit = True
+        try:
+            with con.cursor() as cur:
+                cur.execute(sql)
+        finally:
+            con.close()
+
     def query(self, sql: str) -> list[tuple]:
         """Run a query against this project's warehouse (after dbt has exited)."""
         if self.target == "dev":

@@ -1,0 +1,142 @@
+"""The qalita package's on-run-end hook, through real dbt runs on DuckDB and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+
+RESULTS = "{schema}.qalita_results"
+INVOCATIONS = "{schema}.qalita_invocations"
+
+
+def qschema(project) -> str:
+    return "main_qalita" if project.target == "dev" else "public_qalita"
+
+
+def node_results(artifact: dict) -> list[dict]:
+    """run_results.json also lists the on-run-end hook itself; the table keeps node results only."""
+    return [r for r in artifact["results"] if not r["unique_id"].startswith("operation.")]
+
+
+def rows_for(project, invocation_id: str, cols: str = "unique_id, status") -> list[tuple]:
+    return project.query(
+        f"select {cols} from {qschema(project)}.qalita_results "
+        f"where invocation_id = '{invocation_id}' order by unique_id")
+
+
+def invocation(project, invocation_id: str) -> dict:
+    cols = ("command, results_total, passed, warned, failed, errored, skipped, project_name, "
+            "target_name, adapter_type, environment, dbt_version, schema_version, started_at, "
+            "finished_at, git_sha, run_id")
+    rows = project.query(f"select {cols} from {qschema(project)}.qalita_invocations "
+                         f"where invocation_id = '{invocation_id}'")
+    assert len(rows) == 1, rows
+    return dict(zip([c.strip() for c in cols.split(",")], rows[0], strict=True))
+
+
+def test_build_records_every_result_with_dbt_statuses(dbt_project):
+    """Failing / warning / erroring variant: one row per result, statuses and failures as dbt says."""
+    proc = dbt_project.run("build", vars={"airquality_failing_variant": True}, check=False,
+                           env={"GITHUB_ACTIONS": "true", "GITHUB_SHA": "abc123",
+                                "GITHUB_RUN_ID": "42", "GITHUB_REPOSITORY": "acme/dq"})
+    assert proc.returncode == 1, proc.stdout[-3000:]  # the failing variant fails dbt, not the hook
+    run_results = dbt_project.artifact("run_results.json")
+    inv_id = run_results["metadata"]["invocation_id"]
+    results = node_results(run_results)
+    expected = sorted((r["unique_id"], r["status"]) for r in results)
+    assert rows_for(dbt_project, inv_id) == expected
+
+    failures = dict(rows_for(dbt_project, inv_id, "unique_id, failures"))
+    for r in results:
+        if r["status"] in ("fail", "warn"):
+            assert failures[r["unique_id"]] == r["failures"] > 0
+
+    statuses = {r["status"] for r in results}
+    assert {"fail", "warn", "error", "pass", "success", "skipped"} <= statuses
+
+    inv = invocation(dbt_project, inv_id)
+    assert inv["command"] == "build"
+    assert inv["results_total"] == len(results)
+    for column, status in (("failed", "fail"), ("warned", "warn"), ("errored", "error"),
+                           ("skipped", "skipped")):
+        assert inv[column] == sum(r["status"] == status for r in results), column
+    assert inv["adapter_type"] == ("duckdb" if dbt_project.target == "dev" else "postgres")
+    assert inv["project_name"] == "quality_compass"
+    assert inv["git_sha"] == "abc123" and inv["run_id"] == "42"
+    assert inv["started_at"] <= inv["finished_at"]
+
+
+def test_test_metadata_and_normalised_status(dbt_project):
+    dbt_project.run("seed")
+    dbt_project.run("build", "-s", "stg_airquality", vars={"airquality_failing_variant": True},
+                    check=False)
+    inv_id = dbt_project.artifact("run_results.json")["metadata"]["invocation_id"]
+    rows = rows_for(dbt_project, inv_id, "name, resource_type, status_normalised, severity, "
+                    "test_name, test_type, column_name, attached_node, started_at, completed_at")
+    by_name = {r[0]: r[1:] for r in rows}
+    model = "model.quality_compass.stg_airquality"
+    assert by_name["not_null_stg_airquality_city"] == (
+        "test", "passed", "error", "not_null", "generic", "city", model,
+        *by_name["not_null_stg_airquality_city"][7:])
+    assert by_name["stg_airquality_failing_who_pm25_limit"][1:5] == (
+        "failed", "error", "expect_column_values_to_be_between", "generic")
+    assert by_name["stg_airquality_warning_it's_\"quiet\"_at_night"][1:5] == (
+        "warned", "warn", "expression_is_true", "generic")
+    assert by_name["stg_airquality_errors_by_design"][1:5] == (
+        "errored", "error", "stg_airquality_errors_by_design", "singular")
+    assert by_name["stg_airquality"][:2] == ("model", "passed")
+    for name, r in by_name.items():
+        assert r[7] is not None and r[7] <= r[8], name  # started_at <= completed_at
+
+
+def test_quotes_newlines_and_unicode_are_stored_intact(dbt_project):
+    dbt_project.run("build", vars={"airquality_failing_variant": True}, check=False)
+    rr = dbt_project.artifact("run_results.json")
+    inv_id = rr["metadata"]["invocation_id"]
+    stored = dict(rows_for(dbt_project, inv_id, "unique_id, message"))
+    names = dict(rows_for(dbt_project, inv_id, "unique_id, name"))
+    erroring = [r for r in node_results(rr) if r["status"] == "error"]
+    assert erroring
+    for r in node_results(rr):
+        assert stored[r["unique_id"]] == r["message"]
+    message = stored[erroring[0]["unique_id"]]
+    assert "\n" in message and "'" in message and '"' in message and "$1" in message
+    assert "\\ back" in message
+    assert "stg_airquality_warning_it's_\"quiet\"_at_night" in names.values()
+
+
+def test_freshness_is_recorded_and_goes_stale(dbt_project):
+    dbt_project.run("seed")
+    dbt_project.run("source", "freshness")
+    rr = dbt_project.artifact("sources.json")
+    inv_id = rr["metadata"]["invocation_id"]
+    (row,) = rows_for(dbt_project, inv_id, "resource_type, status, status_normalised, "
+                      "max_loaded_at, snapshotted_at, age, freshness_criteria")
+    assert row[:3] == ("source", "pass", "passed")
+    assert row[3] is not None and row[4] >= row[3] and row[5] >= 0
+    assert json.loads(row[6])["warn_after"] == {"count": 24, "period": "hour"}
+    assert invocation(dbt_project, inv_id)["command"] == "freshness"
+
+    # The raw readings were last loaded 30 h ago: warn (24 h), then 80 h ago: error (72 h).
+    for hours, status, normalised, code in ((30, "warn", "warned", 0), (80, "error", "failed", 1)):
+        dbt_project.execute(
+            f"update main.raw_load_log set loaded_at = loaded_at - interval '{hours} hours'"
+            if dbt_project.target == "dev" else
+            f"update public.raw_load_log set loaded_at = loaded_at - interval '{hours} hours'")
+        proc = dbt_project.run("source", "freshness", check=False)
+        assert proc.returncode == code, proc.stdout[-2000:]
+        inv_id = dbt_project.artifact("sources.json")["metadata"]["invocation_id"]
+        (row,) = rows_for(dbt_project, inv_id, "status, status_normalised, age")
+        assert row[:2] == (status, normalised)
+        assert row[2] > hours * 3600 - 60
+        dbt_project.execute(
+            f"update {'main' if dbt_project.target == 'dev' else 'public'}.raw_load_log "
+            f"set loaded_at = loaded_at + interval '{hours} hours'")
+
+
+def test_commands_without_outcomes_record_nothing(dbt_project):
+    dbt_project.run("seed")
+    count = f"select count(*) from {qschema(dbt_project)}.qalita_invocations"
+    assert dbt_project.query(count) == [(1,)]
+    for command in (["compile"], ["ls"], ["parse"], ["docs", "generate"]):
+        dbt_project.run(*command)
+    assert dbt_project.query(count) == [(1,)]
