@@ -34,7 +34,7 @@ def invocation(project, invocation_id: str) -> dict:
 
 
 def test_build_records_every_result_with_dbt_statuses(dbt_project):
-    """Failing / warning / erroring variant: one row per result, statuses and failures as dbt says."""
+    """Failing / warning / erroring variant: one row per result; statuses and failures as dbt's."""
     proc = dbt_project.run("build", vars={"airquality_failing_variant": True}, check=False,
                            env={"GITHUB_ACTIONS": "true", "GITHUB_SHA": "abc123",
                                 "GITHUB_RUN_ID": "42", "GITHUB_REPOSITORY": "acme/dq"})

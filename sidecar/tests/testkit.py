@@ -1,0 +1,161 @@
+"""Test kit: real dbt runs in isolated state, on DuckDB and on PostgreSQL.
+
+Each dbt run gets its own DuckDB file, target path and log path under tmp, so tests never share
+state and never touch the developer's `quality_compass.duckdb` or `target/`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+REQUIRE_POSTGRES = os.environ.get("QALITA_TEST_REQUIRE_POSTGRES") == "1"
+PG_HOST = os.environ.get("DBT_POSTGRES_HOST", "127.0.0.1")
+PG_PORT = int(os.environ.get("DBT_POSTGRES_PORT", "5432"))
+PG_USER = os.environ.get("DBT_POSTGRES_USER", "postgres")
+
+
+@dataclass
+class DbtProject:
+    """A dbt project run in isolation: `run(...)` calls the real dbt CLI in a subprocess."""
+
+    project_dir: Path
+    target: str
+    env: dict[str, str]
+    target_path: Path
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def run(self, *args: str, check: bool = True, vars: dict | None = None,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        cmd = [str(BIN / "dbt"), *args, "--project-dir", str(self.project_dir),
+               "--profiles-dir", str(REPO), "--target", self.target]
+        if vars:
+            cmd += ["--vars", json.dumps(vars)]
+        proc = subprocess.run(cmd, cwd=self.project_dir, env={**self.env, **(env or {})},
+                              capture_output=True, text=True)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"dbt {' '.join(args)} failed ({proc.returncode}):\n"
+                                 f"{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}")
+        return proc
+
+    def artifact(self, name: str) -> dict:
+        return json.loads((self.target_path / name).read_text())
+
+    def execute(self, sql: str) -> None:
+        """Run a statement (committed) against this project's warehouse."""
+        if self.target == "dev":
+            import duckdb
+
+            con = duckdb.connect(self.env["DBT_DUCKDB_PATH"])
+            try:
+                con.execute(sql)
+            finally:
+                con.close()
+            return
+        import psycopg2
+
+        con = psycopg2.connect(host=PG_HOST, port=PG_PORT, user=PG_USER,
+                               dbname=self.env["DBT_POSTGRES_DATABASE"])
+        con.autocommit = True
+        try:
+            with con.cursor() as cur:
+                cur.execute(sql)
+        finally:
+            con.close()
+
+    def query(self, sql: str) -> list[tuple]:
+        """Run a query against this project's warehouse (after dbt has exited)."""
+        if self.target == "dev":
+            import duckdb
+
+            con = duckdb.connect(self.env["DBT_DUCKDB_PATH"], read_only=True)
+            try:
+                return con.execute(sql).fetchall()
+            finally:
+                con.close()
+        import psycopg2
+
+        con = psycopg2.connect(host=PG_HOST, port=PG_PORT, user=PG_USER,
+                               dbname=self.env["DBT_POSTGRES_DATABASE"])
+        try:
+            with con.cursor() as cur:
+                cur.execute(sql)
+                return cur.fetchall()
+        finally:
+            con.close()
+
+
+def base_env(tmp: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DBT_", "QALITA_"))}
+    env.update({
+        "DBT_DUCKDB_PATH": str(tmp / "warehouse.duckdb"),
+        "DBT_TARGET_PATH": str(tmp / "target"),
+        "DBT_LOG_PATH": str(tmp / "logs"),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+    })
+    for k in ("DBT_POSTGRES_HOST", "DBT_POSTGRES_PORT", "DBT_POSTGRES_USER"):
+        if k in os.environ:
+            env[k] = os.environ[k]
+    return env
+
+
+def postgres_available() -> str | None:
+    """None when a server answers, else the reason it does not."""
+    try:
+        import psycopg2
+
+        psycopg2.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres",
+                         connect_timeout=3).close()
+        return None
+    except Exception as exc:  # any failure means: no usable server
+        return f"PostgreSQL at {PG_HOST}:{PG_PORT} is not reachable ({str(exc).strip()})"
+
+
+def create_database(name: str) -> None:
+    import psycopg2
+
+    con = psycopg2.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres")
+    con.autocommit = True
+    with con.cursor() as cur:
+        cur.execute(f'drop database if exists "{name}" with (force)')
+        cur.execute(f'create database "{name}"')
+    con.close()
+
+
+def drop_database(name: str) -> None:
+    import psycopg2
+
+    con = psycopg2.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres")
+    con.autocommit = True
+    with con.cursor() as cur:
+        cur.execute(f'drop database if exists "{name}" with (force)')
+    con.close()
+
+
+def require_postgres() -> None:
+    reason = postgres_available()
+    if reason is None:
+        return
+    if REQUIRE_POSTGRES:
+        pytest.fail(f"{reason}; QALITA_TEST_REQUIRE_POSTGRES=1 requires it")
+    pytest.skip(reason)
+
+
+def make_project(tmp: Path, target: str, project_dir: Path = REPO) -> DbtProject:
+    env = base_env(tmp)
+    if target == "prod":
+        require_postgres()
+        db = f"qc_test_{uuid.uuid4().hex[:10]}"
+        create_database(db)
+        env["DBT_POSTGRES_DATABASE"] = db
+    return DbtProject(project_dir, target, env, tmp / "target")
