@@ -31,3 +31,6 @@ def dbt_project(tmp_path, adapter_target):
     yield proj
     if adapter_target == "prod":
         drop_database(proj.env["DBT_POSTGRES_DATABASE"])
+
+# The local QALITA contract server (fixture `qalita_server`), shared by the shipping tests.
+pytest_plugins = ["contract_server"]
