@@ -42,6 +42,10 @@ class Metric:
     def to_json(self) -> dict[str, Any]:
         return {"key": self.key, "value": self.value, "scope": self.scope.to_json()}
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Metric:
+        return cls(data["key"], data["value"], Scope.from_json(data["scope"]))
+
 
 @dataclass(frozen=True)
 class Recommendation:
@@ -58,6 +62,10 @@ class Recommendation:
             "level": self.level,
         }
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Recommendation:
+        return cls(data["content"], data["type"], Scope.from_json(data["scope"]), data["level"])
+
 
 @dataclass(frozen=True)
 class SchemaEntry:
@@ -67,6 +75,10 @@ class SchemaEntry:
 
     def to_json(self) -> dict[str, Any]:
         return {"key": self.key, "value": self.value, "scope": self.scope.to_json()}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SchemaEntry:
+        return cls(data["key"], data["value"], Scope.from_json(data["scope"]))
 
 
 @dataclass(frozen=True)
@@ -102,6 +114,36 @@ class Shipment:
             "recommendations.json": [r.to_json() for r in self.recommendations],
             "schemas.json": [s.to_json() for s in self.schemas],
         }
+
+    def to_json(self) -> dict[str, Any]:
+        """Everything, as plain JSON (the outbox's file format); from_json() inverts it exactly."""
+        return {
+            "format": 1,
+            "key": self.key,
+            "origin": self.origin,
+            "source_name": self.source_name,
+            "source_type": self.source_type,
+            "job": {"name": self.job.name, "started_at": self.job.started_at,
+                    "finished_at": self.job.finished_at, "status": self.job.status},
+            **self.files(),
+            "context": self.context,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Shipment:
+        job = data["job"]
+        return cls(
+            key=data["key"],
+            origin=data["origin"],
+            source_name=data["source_name"],
+            source_type=data["source_type"],
+            job=Job(job["name"], job["started_at"], job["finished_at"], job["status"]),
+            metrics=tuple(Metric.from_json(m) for m in data["metrics.json"]),
+            recommendations=tuple(Recommendation.from_json(r)
+                                  for r in data["recommendations.json"]),
+            schemas=tuple(SchemaEntry.from_json(s) for s in data["schemas.json"]),
+            context=dict(data.get("context") or {}),
+        )
 
 
 def idempotency_key(*parts: str | None) -> str:
