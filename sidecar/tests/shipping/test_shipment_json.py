@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+import json
+
+from qalita_sidecar.shipment import Shipment
+from shipping.shipments import make_shipment
+
+
+def test_round_trip_is_exact_through_json_text():
+    shipment = make_shipment(failed=2)
+    text = json.dumps(shipment.to_json(), ensure_ascii=False)
+    back = Shipment.from_json(json.loads(text))
+    assert back == shipment
+    assert back.files() == shipment.files()
+    assert isinstance(back.metrics[1].value, int) and isinstance(back.metrics[2].value, float)
+    assert back.metrics[0].scope.parent.value == "shop"
+
+
+def test_files_are_the_bare_arrays_qalita_takes():
+    files = make_shipment().files()
+    assert set(files) == {"metrics.json", "recommendations.json", "schemas.json"}
+    assert files["recommendations.json"][0]["scope"] == {
+        "perimeter": "column", "value": "amount",
+        "parent_scope": {"perimeter": "dataset", "value": "orders",
+                         "parent_scope": {"perimeter": "database", "value": "shop"}}}
