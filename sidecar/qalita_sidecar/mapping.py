@@ -1,0 +1,312 @@
+"""dbt invocation -> Shipment (QALITA job + metrics, recommendations, schemas). Pure: no I/O.
+
+The status mapping is the product decision of architecture.md, published as a table in the README:
+tests pass/fail/warn/error/skipped, models/seeds/snapshots success/error/skipped/no-op, source
+freshness pass/warn/error/runtime error. Scopes: every model, seed, snapshot or source table is a
+dataset under the database scope named after the dbt project; a column test is column-scoped.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import ROUND_DOWN, Decimal
+
+from .artifacts import Invocation, Manifest, Result
+from .shipment import Job, Metric, Recommendation, SchemaEntry, Scope, Shipment, idempotency_key
+
+TEST_TYPES = ("test", "unit_test")
+BUILT_TYPES = ("model", "seed", "snapshot")
+# test status -> the counter it increments
+_TEST_OUTCOME = {"pass": "passed", "success": "passed", "fail": "failed", "warn": "warned",
+                 "error": "errored", "runtime error": "errored", "skipped": "skipped"}
+_COUNTERS = ("passed", "failed", "warned", "errored", "skipped")
+_MESSAGE_LIMIT = 300
+
+
+@dataclass
+class _Counts:
+    passed: int = 0
+    failed: int = 0
+    warned: int = 0
+    errored: int = 0
+    skipped: int = 0
+
+    def add(self, outcome: str) -> None:
+        setattr(self, outcome, getattr(self, outcome) + 1)
+
+    @property
+    def total(self) -> int:
+        return self.passed + self.failed + self.warned + self.errored + self.skipped
+
+
+def score(passed: int, failed: int, warned: int, errored: int) -> str | None:
+    """passed / (passed + failed + warned + errored) as a 2-decimal string; None with no evidence.
+
+    Rounded down, so "1.00" only ever means every test passed.
+    """
+    ran = passed + failed + warned + errored
+    if ran == 0:
+        return None
+    return str((Decimal(passed) / Decimal(ran)).quantize(Decimal("0.01"), rounding=ROUND_DOWN))
+
+
+def dataset_name(unique_id: str, manifest: Manifest | None = None) -> str:
+    """A node's dataset name: its dbt name; a source table is `source_name.table_name`."""
+    node = manifest.get(unique_id) if manifest else None
+    parts = unique_id.split(".")
+    if parts[0] == "source":
+        if node is not None and node.source_name:
+            return f"{node.source_name}.{node.name}"
+        return ".".join(parts[2:4]) if len(parts) >= 4 else parts[-1]
+    if node is not None:
+        return node.name
+    return parts[2] if len(parts) > 2 else unique_id
+
+
+def _clean(message: str | None) -> str:
+    """One readable line: whitespace collapsed, bounded (dbt errors can span pages)."""
+    text = re.sub(r"\s+", " ", message or "").strip()
+    return text if len(text) <= _MESSAGE_LIMIT else text[:_MESSAGE_LIMIT - 1] + "…"
+
+
+def _fmt_ts(value: datetime) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _rows(n: int | None) -> str:
+    if n is None:
+        return ""
+    return f": {n} failing row{'s' if n != 1 else ''}"
+
+
+def _age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} seconds"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} minutes"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} hours"
+    return f"{seconds / 86400:.1f} days"
+
+
+@dataclass
+class _Builder:
+    database: Scope
+    manifest: Manifest | None
+    datasets: dict[str, Scope] = field(default_factory=dict)
+    kinds: dict[str, str] = field(default_factory=dict)  # dataset name -> dbt resource type
+    columns: dict[tuple[str, str], Scope] = field(default_factory=dict)
+    metrics: list[Metric] = field(default_factory=list)
+    recommendations: list[Recommendation] = field(default_factory=list)
+
+    def dataset(self, unique_id: str) -> Scope:
+        name = dataset_name(unique_id, self.manifest)
+        scope = self.datasets.get(name)
+        if scope is None:
+            scope = self.datasets[name] = Scope("dataset", name, self.database)
+            self.kinds[name] = unique_id.split(".", 1)[0]
+        return scope
+
+    def column(self, dataset: Scope, column: str) -> Scope:
+        key = (dataset.value, column)
+        scope = self.columns.get(key)
+        if scope is None:
+            scope = self.columns[key] = Scope("column", column, dataset)
+        return scope
+
+    def where(self, scope: Scope) -> str:
+        """'column city of model stg_airquality', 'source openaq.readings', 'project x'."""
+        if scope.perimeter == "column" and scope.parent is not None:
+            return f"column {scope.value} of {self.where(scope.parent)}"
+        if scope.perimeter == "dataset":
+            return f"{self.kinds.get(scope.value, 'model')} {scope.value}"
+        return f"project {scope.value}"
+
+    def recommend(self, content: str, type_: str, scope: Scope, level: str) -> None:
+        self.recommendations.append(Recommendation(content, type_, scope, level))  # type: ignore[arg-type]
+
+
+def _test_subject(r: Result, manifest: Manifest | None) -> str | None:
+    if r.attached_node:
+        return r.attached_node
+    node = manifest.get(r.unique_id) if manifest else None
+    if node is not None:
+        return node.attached_node or (node.depends_on[0] if node.depends_on else None)
+    return None
+
+
+def _description(r: Result, manifest: Manifest | None) -> str:
+    node = manifest.get(r.unique_id) if manifest else None
+    text = _clean(node.description) if node is not None and node.description else ""
+    return f" {text}" if text else ""
+
+
+def _upstream_failures(r: Result, failed: dict[str, list[str]], manifest: Manifest | None
+                       ) -> list[str]:
+    """Names of the failed nodes (or their failing tests) upstream of a skipped node."""
+    if manifest is None:
+        return []
+    seen: set[str] = set()
+    found: list[str] = []
+    frontier = list(manifest.get(r.unique_id).depends_on) if manifest.get(r.unique_id) else []
+    while frontier:
+        uid = frontier.pop(0)
+        if uid in seen:
+            continue
+        seen.add(uid)
+        for name in failed.get(uid, ()):
+            if name not in found:
+                found.append(name)
+        node = manifest.get(uid)
+        if node is not None and not found:
+            frontier.extend(node.depends_on)
+    return found
+
+
+def to_shipment(
+    invocation: Invocation,
+    *,
+    project: str,
+    environment: str,
+    manifest: Manifest | None = None,
+    source_name: str | None = None,
+    git_sha: str | None = None,
+) -> Shipment:
+    """Map one dbt invocation to everything QALITA receives for it."""
+    project_name = invocation.project_name or (manifest.project_name if manifest else project)
+    b = _Builder(Scope("database", project_name), manifest)
+    per_dataset: dict[str, _Counts] = defaultdict(_Counts)
+    project_counts = _Counts()
+    job_failed = False
+
+    # what failed, by the node it is about: a skipped node names its upstream failure
+    failed: dict[str, list[str]] = defaultdict(list)
+    for r in invocation.results:
+        if r.status in ("error", "fail", "runtime error") and r.resource_type != "source":
+            subject = _test_subject(r, manifest) if r.resource_type in TEST_TYPES else r.unique_id
+            label = f"{r.resource_type} {r.name}"
+            failed[r.unique_id].append(label)
+            if subject:
+                failed[subject].append(label)
+
+    for r in invocation.results:
+        rtype, status = r.resource_type, r.status
+        if status == "runtime error" or (status == "error" and rtype != "source"):
+            job_failed = True
+        if rtype in TEST_TYPES:
+            outcome = _TEST_OUTCOME.get(status)
+            subject = _test_subject(r, manifest)
+            dataset = b.dataset(subject) if subject else None
+            if outcome:
+                project_counts.add(outcome)
+                if dataset is not None:
+                    per_dataset[dataset.value].add(outcome)
+            if status in ("fail", "warn", "error", "runtime error"):
+                scope = dataset or b.database
+                if r.column_name and dataset is not None:
+                    scope = b.column(dataset, r.column_name)
+                _test_recommendation(b, r, status, scope, _description(r, manifest))
+        elif rtype in BUILT_TYPES:
+            dataset = b.dataset(r.unique_id)
+            if status in ("success", "no-op", "pass"):
+                if r.rows_affected is not None:
+                    b.metrics.append(Metric("rows_affected", int(r.rows_affected), dataset))
+                if r.execution_time is not None:
+                    b.metrics.append(Metric("execution_time", round(r.execution_time, 3),
+                                            dataset))
+            elif status in ("error", "runtime error"):
+                b.recommend(f"{rtype.capitalize()} {r.name} failed to build: {_clean(r.message)}",
+                            "Build error", dataset, "high")
+            elif status == "skipped":
+                upstream = _upstream_failures(r, failed, manifest)
+                because = (f"because {', '.join(upstream[:3])} failed"
+                           + (f" (and {len(upstream) - 3} more)" if len(upstream) > 3 else "")
+                           if upstream else "because an upstream node failed")
+                b.recommend(f"{rtype.capitalize()} {r.name} was not built: skipped {because}.",
+                            "Skipped", dataset, "info")
+        elif rtype == "source":
+            _freshness(b, r)
+        # operations, analyses...: nothing to report
+
+    for name in sorted(per_dataset):
+        _count_metrics(b, per_dataset[name], b.datasets[name])
+    if project_counts.total:
+        _count_metrics(b, project_counts, b.database)
+
+    # every scope a metric or recommendation uses, with the parents they name
+    scopes: list[Scope] = [b.database, *b.datasets.values(), *b.columns.values()]
+    schemas = tuple(SchemaEntry(s.perimeter, s.value, s) for s in scopes)
+    started = invocation.started_at or invocation.finished_at
+    finished = invocation.finished_at or invocation.started_at
+    if started is None or finished is None:
+        raise ValueError(f"invocation {invocation.invocation_id} has no start or end time")
+    sha = invocation.git_sha or git_sha
+    command = invocation.command or "dbt"
+    job = Job(name=f"dbt {command} {project} {environment} {invocation.invocation_id[:8]}",
+              started_at=_fmt_ts(started), finished_at=_fmt_ts(finished),
+              status="failed" if job_failed else "succeeded")
+    counts = {c: getattr(project_counts, c) for c in _COUNTERS}
+    return Shipment(
+        key=idempotency_key(project, environment, sha, invocation.invocation_id),
+        origin="dbt",
+        source_name=source_name or f"{project} ({environment})",
+        source_type="database",
+        job=job,
+        metrics=tuple(b.metrics),
+        recommendations=tuple(b.recommendations),
+        schemas=schemas,
+        context={"invocation_id": invocation.invocation_id, "project": project,
+                 "environment": environment, "git_sha": sha, "command": command,
+                 "read_from": invocation.origin, "results": len(invocation.results),
+                 "tests": counts, "dbt_project": project_name},
+    )
+
+
+def to_shipments(invocations: Iterable[Invocation], **kwargs) -> list[Shipment]:
+    return [to_shipment(inv, **kwargs) for inv in invocations]
+
+
+def _count_metrics(b: _Builder, c: _Counts, scope: Scope) -> None:
+    b.metrics.append(Metric("tests_total", c.total, scope))
+    for name in _COUNTERS:
+        b.metrics.append(Metric(f"tests_{name}", getattr(c, name), scope))
+    value = score(c.passed, c.failed, c.warned, c.errored)
+    if value is not None:
+        b.metrics.append(Metric("score", value, scope))
+
+
+def _test_recommendation(b: _Builder, r: Result, status: str, scope: Scope, about: str) -> None:
+    test = r.test_name or r.name
+    named = f" (dbt test {r.name})" if r.name != test else ""
+    where = b.where(scope)
+    if status == "fail":
+        b.recommend(f"Test {test} failed on {where}{_rows(r.failures)}{named}.{about}",
+                    "Test failed", scope, "high" if (r.severity or "error") != "warn"
+                    else "warning")
+    elif status == "warn":
+        b.recommend(f"Test {test} warned on {where}{_rows(r.failures)}{named}.{about}",
+                    "Test warning", scope, "warning")
+    elif status in ("error", "runtime error"):
+        b.recommend(f"Test {test} could not run on {where}{named}: {_clean(r.message)}",
+                    "Test error", scope, "high")
+
+
+def _freshness(b: _Builder, r: Result) -> None:
+    dataset = b.dataset(r.unique_id)
+    b.metrics.append(Metric("freshness_status", r.status, dataset))
+    if r.age is not None:
+        b.metrics.append(Metric("freshness_age_s", round(r.age, 1), dataset))
+    age = f"last loaded {_age(r.age)} ago" if r.age is not None else "no load time known"
+    if r.status == "warn":
+        b.recommend(f"Source {dataset.value} is stale: {age}, past its warn_after limit.",
+                    "Freshness", dataset, "warning")
+    elif r.status == "error":
+        b.recommend(f"Source {dataset.value} is stale: {age}, past its error_after limit.",
+                    "Freshness", dataset, "high")
+    elif r.status == "runtime error":
+        b.recommend(f"Freshness of source {dataset.value} could not be checked: "
+                    f"{_clean(r.message)}", "Freshness", dataset, "high")
