@@ -61,7 +61,8 @@ def read_invocations(
 ) -> WarehouseRead:
     """The recorded invocations of `project_name` that `wanted` keeps, with their results."""
     try:
-        con = connect(target, read_only=target.adapter == "duckdb")
+        # read-write like the ledger: DuckDB refuses two configurations of one file in a process
+        con = connect(target)
     except ProfileError as exc:
         return WarehouseRead((), frozenset(), str(exc))
     try:
