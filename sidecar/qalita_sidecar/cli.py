@@ -356,5 +356,11 @@ def flush(outbox_dir: Path | None, project_dir: Path, profiles_dir: Path | None,
     sys.exit(_report(outcomes, outbox, settings is not None))
 
 
+# `ingest soda` and `serve airbyte` (integrations/cli.py); imported last, it uses the helpers above.
+from .integrations.cli import register  # noqa: E402
+
+register(main, ingest)
+
+
 if __name__ == "__main__":
     main()
