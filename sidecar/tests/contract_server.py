@@ -15,8 +15,8 @@ with their status history and dates, accepted uploads by kind, published sources
 answered with the reason (`rejected`), so a test can assert that a client kept to the contract.
 
 Faults: `server.fail(path, status, times=, retry_after=, delay_s=, method=)` answers the next
-`times` requests of that path with the fault (a delay without a status sleeps, then serves the
-request normally: what a client that timed out never sees). `server.stop()` / `server.start()`
+`times` requests of that path with the fault (a delay without a status serves the request, then
+holds the answer back: the server did the work, a client that timed out never hears of it). `server.stop()` / `server.start()`
 restart it on the same port (connection refused in between).
 
 Standalone: `python sidecar/tests/contract_server.py --port 8765` serves until interrupted and
@@ -54,7 +54,7 @@ def http_date(seconds_from_now: float) -> str:
 
 @dataclass
 class Fault:
-    status: int | None = None  # None: only delay, then serve normally
+    status: int | None = None  # None: serve normally, then delay the answer
     retry_after: str | None = None
     delay_s: float = 0.0
     body: str = '{"detail": "injected fault"}'
@@ -180,9 +180,8 @@ class ContractServer(HTTPServerBase):
         path = request.path
         key = request.headers.get("Idempotency-Key")
         fault = self._take_fault(request.method, path)
-        if fault is not None and fault.delay_s:
-            time.sleep(fault.delay_s)
         if fault is not None and fault.status is not None:
+            time.sleep(fault.delay_s)
             headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
             response = Response(fault.body, fault.status, headers, content_type="application/json")
         else:
@@ -193,6 +192,9 @@ class ContractServer(HTTPServerBase):
                                     content_type="application/json")
                 with self._lock:
                     self.received.rejected.append((request.method, path, exc.status, exc.detail))
+            if fault is not None:
+                # Done, but the answer comes late: what a client that timed out never sees.
+                time.sleep(fault.delay_s)
         with self._lock:
             self.received.requests.append(
                 RequestRecord(request.method, path, response.status_code, key))

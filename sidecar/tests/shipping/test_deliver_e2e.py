@@ -1,0 +1,251 @@
+"""End to end over real HTTP against the contract server: nothing lost, nothing duplicated."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from contract_server import http_date
+from qalita_sidecar.deliver import exit_code, flush, ship
+from qalita_sidecar.ledger import FileLedger
+from qalita_sidecar.outbox import Outbox
+from qalita_sidecar.settings import load_settings
+from shipping.shipments import make_shipment
+
+UPLOADS = "/api/v1/{}/upload"
+
+
+def settings_for(server, **env):
+    return load_settings({**server.env(), "QALITA_DEADLINE": "8", "QALITA_TIMEOUT": "2", **env})
+
+
+@pytest.fixture
+def box(tmp_path):
+    return Outbox(tmp_path / "outbox")
+
+
+@pytest.fixture
+def ledger(tmp_path):
+    return FileLedger(tmp_path / "ledger.jsonl")
+
+
+def assert_delivered_once(server, shipments):
+    """One job per shipment, finished, and each of its three files exactly once."""
+    r = server.received
+    assert r.rejected == []
+    assert sorted(j.name for j in r.jobs.values()) == sorted(s.job.name for s in shipments)
+    for s in shipments:
+        (job,) = [j for j in r.jobs.values() if j.name == s.job.name]
+        assert job.statuses[0] == "running" and job.status == s.job.status
+        assert job.start_date == s.job.started_at and job.end_date == s.job.finished_at
+        for kind in ("metrics", "recommendations", "schemas"):
+            got = [u for u in r.uploads[kind] if u.idempotency_key == s.key]
+            assert len(got) == 1, (kind, s.key, len(got))
+            assert got[0].items == s.files()[f"{kind}.json"]
+            assert (got[0].pack_id, got[0].pack_version_id) == (server.pack_id, server.pack_version_id)
+
+
+def test_happy_path_publishes_the_source_once_and_a_second_ship_sends_nothing(qalita_server, box, ledger):
+    s1, s2 = make_shipment("inv-1"), make_shipment("inv-2", status="failed")
+    outcomes = ship([s1, s2], settings_for(qalita_server), box, ledger)
+    assert [o.status for o in outcomes] == ["delivered", "delivered"] and exit_code(outcomes) == 0
+    assert_delivered_once(qalita_server, [s1, s2])
+    assert [p["name"] for p in qalita_server.received.sources_published] == ["shop"]
+    assert box.pending() == [] and ledger.shipped(s1.key) and ledger.shipped(s2.key)
+    before = len(qalita_server.received.requests)
+    again = ship([s1, s2], settings_for(qalita_server), box, FileLedger(ledger.path))
+    assert [o.status for o in again] == ["already_delivered"] * 2 and exit_code(again) == 0
+    assert len(qalita_server.received.requests) == before  # not one request
+
+
+def test_every_request_carries_the_idempotency_key(qalita_server, box, ledger):
+    s = make_shipment()
+    ship([s], settings_for(qalita_server), box, ledger)
+    # the source lookup and publish belong to the shipment too
+    assert {r.idempotency_key for r in qalita_server.received.requests} == {s.key}
+
+
+def test_existing_source_is_found_by_name_and_type(qalita_server, box, ledger):
+    sid = qalita_server.add_source("shop", "database")
+    qalita_server.add_source("shop", "file")
+    ship([make_shipment()], settings_for(qalita_server), box, ledger)
+    assert qalita_server.received.sources_published == []
+    assert {u.source_id for u in qalita_server.received.uploads["metrics"]} == {sid}
+
+
+def test_503_then_200_delivers_once(qalita_server, box, ledger):
+    qalita_server.fail("/api/v2/jobs/create", 503)
+    qalita_server.fail(UPLOADS.format("recommendations"), 503, times=2)
+    s = make_shipment()
+    outcomes = ship([s], settings_for(qalita_server), box, ledger)
+    assert [o.status for o in outcomes] == ["delivered"]
+    assert_delivered_once(qalita_server, [s])
+    assert [r.status for r in qalita_server.received.calls("POST", "/api/v2/jobs/create")] == [503, 201]
+
+
+@pytest.mark.parametrize("retry_after", ["1", "date"])
+def test_429_with_retry_after_is_waited_out(qalita_server, box, ledger, retry_after):
+    value = http_date(1) if retry_after == "date" else retry_after
+    qalita_server.fail(UPLOADS.format("metrics"), 429, retry_after=value)
+    s = make_shipment()
+    outcomes = ship([s], settings_for(qalita_server), box, ledger)
+    assert [o.status for o in outcomes] == ["delivered"]
+    assert_delivered_once(qalita_server, [s])
+
+
+def test_timeout_on_an_upload_then_409_counts_as_delivered(qalita_server, box, ledger):
+    # The server stores the upload but answers after the client gave up; the retry gets 409.
+    qalita_server.fail(UPLOADS.format("metrics"), delay_s=3)
+    s = make_shipment()
+    outcomes = ship([s], settings_for(qalita_server, QALITA_TIMEOUT="1"), box, ledger)
+    assert [o.status for o in outcomes] == ["delivered"]
+    assert_delivered_once(qalita_server, [s])
+    assert ("metrics", s.key) in qalita_server.received.conflicts
+
+
+def test_server_down_queues_then_flush_delivers_once_with_the_same_key(qalita_server, box, ledger):
+    s1, s2 = make_shipment("inv-1"), make_shipment("inv-2")
+    settings = settings_for(qalita_server, QALITA_DEADLINE="2")
+    qalita_server.stop()
+    outcomes = ship([s1, s2], settings, box, ledger)
+    assert [o.status for o in outcomes] == ["queued", "queued"] and exit_code(outcomes) == 75
+    assert "connection refused" in outcomes[0].detail and "not sent" in outcomes[1].detail
+    assert [p.name for p in sorted(box.pending_dir.iterdir())] == sorted(f"{k}.json" for k in (s1.key, s2.key))
+    assert box.pending() == [s1, s2]
+    qalita_server.start()
+    outcomes = flush(settings, box, ledger)
+    assert [(o.key, o.status) for o in outcomes] == [(s1.key, "delivered"), (s2.key, "delivered")]
+    assert_delivered_once(qalita_server, [s1, s2])
+    assert box.pending() == [] and exit_code(outcomes) == 0
+    assert flush(settings, box, ledger) == []
+
+
+def test_400_moves_the_shipment_to_dead_with_the_answer(qalita_server, box, ledger):
+    qalita_server.fail(UPLOADS.format("schemas"), 400, body='{"detail": "schemas[0]: unknown key"}')
+    s, ok = make_shipment("bad"), make_shipment("good")
+    outcomes = ship([s, ok], settings_for(qalita_server), box, ledger)
+    assert [o.status for o in outcomes] == ["dead", "delivered"] and exit_code(outcomes) == 1
+    (dead,) = box.dead()
+    data = json.loads(dead.read_text())
+    assert data["dead_reason"] == '400 {"detail": "schemas[0]: unknown key"}'
+    assert data["shipment"]["key"] == s.key and box.pending() == []
+    assert not ledger.shipped(s.key)
+    # the next ship of the same run does not hammer QALITA with it again
+    again = ship([s], settings_for(qalita_server), box, ledger)
+    assert again[0].status == "dead" and str(dead) in again[0].detail
+
+
+def test_unknown_pack_version_is_dead_with_the_server_answer(qalita_server, box, ledger):
+    s = make_shipment()
+    outcomes = ship([s], settings_for(qalita_server, QALITA_PACK_VERSION_ID="999"), box, ledger)
+    assert outcomes[0].status == "dead" and "Pack version 999 not found" in outcomes[0].detail
+
+
+class CrashOnce(FileLedger):
+    """A ledger whose first write dies, as if the process were killed after the uploads."""
+
+    crashed = False
+
+    def record(self, shipment, job_id):
+        if not self.crashed:
+            self.crashed = True
+            raise KeyboardInterrupt("killed between the uploads and the ledger write")
+        super().record(shipment, job_id)
+
+
+def test_crash_between_upload_and_ledger_write_replays_without_duplicates(qalita_server, box, tmp_path):
+    s = make_shipment()
+    ledger = CrashOnce(tmp_path / "ledger.jsonl")
+    with pytest.raises(KeyboardInterrupt):
+        ship([s], settings_for(qalita_server), box, ledger)
+    (entry,) = box.entries()
+    assert entry.job_id is not None  # the job id was saved before the uploads
+    outcomes = flush(settings_for(qalita_server), box, FileLedger(tmp_path / "ledger.jsonl"))
+    assert [o.status for o in outcomes] == ["delivered"] and outcomes[0].job_id == entry.job_id
+    assert_delivered_once(qalita_server, [s])
+    assert len(qalita_server.received.jobs) == 1
+    assert sorted(k for k, _ in qalita_server.received.conflicts) == ["metrics", "recommendations", "schemas"]
+    assert len(qalita_server.received.sources_published) == 1
+
+
+def test_crash_after_the_ledger_write_drops_the_entry_without_sending(qalita_server, box, ledger):
+    s = make_shipment()
+    box.put(s)
+    ledger.record(s, 5)
+    before = len(qalita_server.received.requests)
+    outcomes = flush(settings_for(qalita_server), box, ledger)
+    assert [o.status for o in outcomes] == ["already_delivered"] and box.pending() == []
+    assert len(qalita_server.received.requests) == before
+
+
+def test_wrong_token_one_clear_line_and_the_shipment_is_kept(qalita_server, box, ledger):
+    s = make_shipment()
+    outcomes = ship([s], settings_for(qalita_server, QALITA_WORKER_TOKEN="wrong-token-xyz"), box, ledger)
+    (o,) = outcomes
+    assert o.status == "queued" and exit_code(outcomes) == 75
+    assert "QALITA_WORKER_TOKEN" in o.detail and "401" in o.detail and "\n" not in o.detail
+    assert "wrong-token-xyz" not in o.detail
+    assert box.pending() == [s] and qalita_server.received.jobs == {}
+    assert [x[2] for x in qalita_server.received.rejected] == [401]  # stopped at the first refusal
+    qalita_server.received.rejected.clear()
+    outcomes = flush(settings_for(qalita_server), box, ledger)
+    assert [o.status for o in outcomes] == ["delivered"]
+    assert_delivered_once(qalita_server, [s])
+
+
+def test_sign_in_with_username_and_password(qalita_server, box, ledger):
+    env = {k: v for k, v in qalita_server.env().items() if k != "QALITA_WORKER_TOKEN"}
+    settings = load_settings({**env, "QALITA_USERNAME": qalita_server.username,
+                              "QALITA_PASSWORD": qalita_server.password})
+    s = make_shipment()
+    assert [o.status for o in ship([s], settings, box, ledger)] == ["delivered"]
+    assert_delivered_once(qalita_server, [s])
+
+
+def test_without_settings_everything_waits_in_the_outbox(qalita_server, box, ledger):
+    s = make_shipment()
+    outcomes = ship([s], None, box, ledger)
+    assert [o.status for o in outcomes] == ["queued"] and "no QALITA endpoint" in outcomes[0].detail
+    assert box.pending() == [s] and qalita_server.received.requests == []
+    assert [o.status for o in flush(settings_for(qalita_server), box, ledger)] == ["delivered"]
+
+
+def test_mapping_file_gives_the_ids(qalita_server, box, ledger, tmp_path):
+    sid = qalita_server.add_source("elsewhere")
+    mapping = tmp_path / "config.json"
+    mapping.write_text(json.dumps({"connection_map": {"shop/ci": {
+        "source_id": sid, "pack_id": qalita_server.pack_id, "pack_version_id": qalita_server.pack_version_id}}}))
+    env = {"QALITA_BASE_URL": qalita_server.url, "QALITA_WORKER_TOKEN": qalita_server.token,
+           "QALITA_MAPPING_FILE": str(mapping)}
+    s = make_shipment()
+    assert [o.status for o in ship([s], load_settings(env), box, ledger)] == ["delivered"]
+    assert {u.source_id for u in qalita_server.received.uploads["schemas"]} == {sid}
+
+
+@pytest.mark.parametrize("adapter", ["duckdb", "postgres"])
+def test_warehouse_ledger_end_to_end(qalita_server, box, tmp_path, adapter):
+    import uuid
+
+    from qalita_sidecar.dbt_profile import WarehouseTarget
+    from qalita_sidecar.ledger import WarehouseLedger
+    from testkit import PG_HOST, PG_PORT, PG_USER, create_database, drop_database, require_postgres
+
+    if adapter == "duckdb":
+        target = WarehouseTarget("p", "dev", "duckdb", "main", {"path": str(tmp_path / "w.duckdb")})
+    else:
+        require_postgres()
+        db = f"qalita_ship_{uuid.uuid4().hex[:8]}"
+        create_database(db)
+        target = WarehouseTarget("p", "prod", "postgres", "public",
+                                 {"host": PG_HOST, "port": PG_PORT, "user": PG_USER, "dbname": db})
+    try:
+        shipments = [make_shipment(f"inv-{i}") for i in range(3)]
+        schema = f"{target.schema}_qalita"
+        outcomes = ship(shipments, settings_for(qalita_server), box, WarehouseLedger(target, schema))
+        assert [o.status for o in outcomes] == ["delivered"] * 3
+        again = ship(shipments, settings_for(qalita_server), box, WarehouseLedger(target, schema))
+        assert [o.status for o in again] == ["already_delivered"] * 3
+        assert_delivered_once(qalita_server, shipments)
+    finally:
+        if adapter == "postgres":
+            drop_database(db)
