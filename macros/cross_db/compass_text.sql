@@ -1,0 +1,18 @@
+{#- Byte-order (C collation) sort key, so that ordered string_agg gives the same text on both
+    adapters: PostgreSQL's default collation is locale-aware, DuckDB sorts by bytes already. -#}
+{% macro binary_sort(expr) %}{{ return(adapter.dispatch('binary_sort')(expr)) }}{% endmacro %}
+{% macro default__binary_sort(expr) %}{{ expr }}{% endmacro %}
+{% macro postgres__binary_sort(expr) %}{{ expr }} collate "C"{% endmacro %}
+
+{#- Round to `places` decimals half away from zero on both adapters (decimal arithmetic:
+    PostgreSQL has no round(double, int), DuckDB's double round may differ at .5 ties). -#}
+{% macro round_decimal(expr, places) %}cast(round(cast({{ expr }} as numeric(38, 10)), {{ places }}) as double precision){% endmacro %}
+
+{#- md5 over the text of the columns, NULL-safe: a surrogate key with no package. -#}
+{% macro surrogate_key(columns) -%}
+md5(
+  {%- for c in columns %}
+    coalesce(cast({{ c }} as varchar), '<null>'){% if not loop.last %} || '|' ||{% endif %}
+  {%- endfor %}
+)
+{%- endmacro %}

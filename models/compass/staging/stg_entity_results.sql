@@ -1,0 +1,119 @@
+{#- One row per entity x metric x node of the selected run. The big JSON document is parsed
+    here once; later models read the small sub-documents kept as columns. -#}
+with
+
+source as (
+    {{ compass_run_rows('raw_entity_results') }}
+),
+
+parsed as (
+    select
+        id as raw_entity_result_id,
+        run_id,
+        canonical_node_id,
+        file_path,
+        loaded_at,
+        {{ json_parse('json_data') }} as doc
+    from source
+),
+
+parts as (
+    select
+        raw_entity_result_id,
+        run_id,
+        canonical_node_id,
+        file_path,
+        loaded_at,
+        {{ json_get('doc', 'entity') }} as entity_fields,
+        {{ json_text('doc', 'metric.0.metadata.metric_id') }} as metric_id,
+        {{ json_get('doc', 'metric.0.values') }} as metric_values,
+        {{ json_get('doc', 'metadata') }} as metadata,
+        {{ json_get('doc', 'statistical_methods') }} as statistical_methods_json
+    from parsed
+),
+
+entity_field_rows as (
+    select
+        parts.raw_entity_result_id,
+        {{ json_text('field.value', 'id') }} as field_id,
+        {{ json_text('field.value', 'value') }} as field_value
+    from parts
+    {{ json_array_rows('parts.entity_fields', '', 'field') }}
+),
+
+entity_keys as (
+    -- Canonical JSON text (keys in byte order, no spaces): the same bytes, hence the same md5,
+    -- on both adapters and for stg_classifications' entity_key.
+    select
+        raw_entity_result_id,
+        max(case when field_id = 'medicareId' then field_value end) as facility_id,
+        max(case when field_id = 'systemName' then field_value end) as entity_system_name,
+        max(case when field_id = 'vizientServiceLine' then field_value end) as service_line,
+        max(case when field_id = 'vizientSubServiceLine' then field_value end) as sub_service_line,
+        '{' || coalesce(string_agg(
+            {{ json_quote('field_id') }} || ':' || {{ json_quote('field_value') }},
+            ',' order by {{ binary_sort('field_id') }}), '') || '}' as entity_key_text,
+        '{' || coalesce(string_agg(
+            case when field_id not in ('medicareId', 'systemName')
+                then {{ json_quote('field_id') }} || ':' || {{ json_quote('field_value') }} end,
+            ',' order by {{ binary_sort('field_id') }}), '') || '}' as entity_dimensions_text
+    from entity_field_rows
+    group by raw_entity_result_id
+),
+
+timeline_points as (
+    select
+        parts.raw_entity_result_id,
+        {{ json_text('point.value', 'period') }} as period,
+        {{ json_number('point.value', 'value') }} as point_value
+    from parts
+    {{ json_array_rows('parts.metric_values', 'timeline', 'point') }}
+),
+
+latest_points as (
+    select
+        raw_entity_result_id,
+        point_value,
+        row_number() over (partition by raw_entity_result_id order by period desc) as recency
+    from timeline_points
+    where point_value is not null
+),
+
+final as (
+    select
+        {{ surrogate_key(['parts.canonical_node_id', 'entity_keys.entity_key_text', 'parts.metric_id', 'parts.run_id']) }} as entity_result_id,
+        parts.raw_entity_result_id,
+        parts.canonical_node_id,
+        parts.run_id,
+        {{ extract_feature_type('parts.canonical_node_id') }} as feature_type,
+        parts.entity_fields,
+        coalesce({{ json_text('parts.metadata', 'systemName') }}, entity_keys.entity_system_name) as system_name,
+        entity_keys.facility_id,
+        entity_keys.service_line,
+        entity_keys.sub_service_line,
+        entity_keys.entity_key_text,
+        {{ json_parse('entity_keys.entity_dimensions_text') }} as entity_dimensions,
+        md5(entity_keys.entity_dimensions_text) as entity_dimensions_hash,
+        {{ json_integer('parts.metadata', 'encounters') }} as encounters,
+        {{ json_get('parts.metadata', 'per_period') }} as metadata_per_period,
+        parts.metric_id,
+        case
+            when {{ json_get('parts.metric_values', 'timeline') }} is null
+                then {{ json_number('parts.metric_values', '') }}
+            else latest_points.point_value
+        end as metric_value,
+        {{ json_get('parts.metric_values', 'timeline') }} as metric_timeline,
+        parts.statistical_methods_json,
+        parts.metadata,
+        parts.file_path,
+        parts.loaded_at,
+        current_timestamp as dbt_updated_at
+    from parts
+    left join entity_keys
+        on parts.raw_entity_result_id = entity_keys.raw_entity_result_id
+    left join latest_points
+        on parts.raw_entity_result_id = latest_points.raw_entity_result_id
+        and latest_points.recency = 1
+)
+
+select * from final
