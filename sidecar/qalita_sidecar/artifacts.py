@@ -197,6 +197,8 @@ def _read(path: Path, kind: str, versions: range, schema: type[msgspec.Struct]) 
         raise ArtifactError(f"{path}: cannot read ({exc.strerror})") from exc
     try:
         head = msgspec.json.decode(data, type=_Header)
+    except msgspec.ValidationError as exc:
+        raise ArtifactError(f"{path}: not a dbt artifact ({exc})") from exc
     except msgspec.DecodeError as exc:
         reason = "truncated" if "truncated" in str(exc) else f"not valid JSON ({exc})"
         raise ArtifactError(f"{path}: {reason}") from exc
