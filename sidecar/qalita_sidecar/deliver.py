@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from .client import AuthFailed, QalitaClient, QalitaError, Rejected, Unavailable
-from .ledger import Ledger
+from .ledger import Ledger, LedgerError
 from .outbox import Entry, Outbox
 from .settings import Settings, SettingsError
 from .shipment import Shipment
@@ -103,14 +103,24 @@ def _deliver(entries: list[Entry], settings: Settings, outbox: Outbox, ledger: L
             path = outbox.move_to_dead(key, exc.answer or str(exc))
             done(Outcome(key, "dead", f"{exc}; moved to {path}"))
             continue
-        except (Unavailable, AuthFailed, SettingsError) as exc:
+        except (Unavailable, AuthFailed) as exc:
             blocked = str(exc)
+            done(Outcome(key, "queued", f"{exc}; kept in {entry.path}", _job_of(outbox, key)))
+            continue
+        except SettingsError as exc:  # ids missing for this run only: the others may have theirs
             done(Outcome(key, "queued", f"{exc}; kept in {entry.path}", _job_of(outbox, key)))
             continue
         except QalitaError as exc:  # any other client failure keeps the shipment
             done(Outcome(key, "queued", f"{exc}; kept in {entry.path}", _job_of(outbox, key)))
             continue
-        ledger.record(entry.shipment, job_id)
+        try:
+            ledger.record(entry.shipment, job_id)
+        except LedgerError as exc:
+            # Delivered, not recorded: the entry stays, and its replay is answered 409.
+            blocked = str(exc)
+            done(Outcome(key, "queued", f"delivered as job {job_id} but not recorded ({exc}); "
+                         f"kept in {entry.path}, a flush records it", job_id))
+            continue
         outbox.remove(key)
         done(Outcome(key, "delivered", f"job {job_id}", job_id))
     return outcomes

@@ -249,3 +249,36 @@ def test_warehouse_ledger_end_to_end(qalita_server, box, tmp_path, adapter):
     finally:
         if adapter == "postgres":
             drop_database(db)
+
+
+class BrokenLedger(FileLedger):
+    def record(self, shipment, job_id):
+        from qalita_sidecar.ledger import LedgerError
+
+        raise LedgerError("ledger main_qalita.qalita_shipments: Could not set lock on file")
+
+
+def test_a_ledger_that_cannot_be_written_keeps_the_entry_and_flush_records_it(qalita_server, box, tmp_path):
+    s1, s2 = make_shipment("inv-1"), make_shipment("inv-2")
+    outcomes = ship([s1, s2], settings_for(qalita_server), box, BrokenLedger(tmp_path / "l.jsonl"))
+    assert [o.status for o in outcomes] == ["queued", "queued"] and exit_code(outcomes) == 75
+    assert "delivered as job" in outcomes[0].detail and "lock" in outcomes[0].detail
+    assert "not sent" in outcomes[1].detail
+    ledger = FileLedger(tmp_path / "l.jsonl")
+    outcomes = flush(settings_for(qalita_server), box, ledger)
+    assert [o.status for o in outcomes] == ["delivered", "delivered"]
+    assert_delivered_once(qalita_server, [s1, s2])
+    assert ledger.shipped(s1.key) and ledger.shipped(s2.key) and box.pending() == []
+
+
+def test_missing_ids_for_one_project_do_not_hold_back_another(qalita_server, box, ledger, tmp_path):
+    mapping = tmp_path / "config.json"
+    mapping.write_text(json.dumps({"connection_map": {"shop": {
+        "pack_id": qalita_server.pack_id, "pack_version_id": qalita_server.pack_version_id}}}))
+    env = {"QALITA_BASE_URL": qalita_server.url, "QALITA_WORKER_TOKEN": qalita_server.token,
+           "QALITA_MAPPING_FILE": str(mapping)}
+    other, mine = make_shipment("inv-1", project="unmapped"), make_shipment("inv-2")
+    outcomes = ship([other, mine], load_settings(env), box, ledger)
+    assert [o.status for o in outcomes] == ["queued", "delivered"]
+    assert "QALITA_PACK_ID is not set" in outcomes[0].detail and "'unmapped'" in outcomes[0].detail
+    assert box.pending() == [other]
