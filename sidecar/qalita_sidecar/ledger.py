@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
-from .dbt_profile import WarehouseTarget, connect
+from .dbt_profile import ProfileError, WarehouseTarget, connect
 from .shipment import Shipment
 
 TABLE = "qalita_shipments"
@@ -54,7 +54,10 @@ class WarehouseLedger:
 
     def _run(self, sql: str, params: tuple[Any, ...] = (), fetch: bool = False) -> list[Any]:
         placeholder = "?" if self.target.adapter == "duckdb" else "%s"
-        con = connect(self.target)
+        try:
+            con = connect(self.target)
+        except ProfileError as exc:  # e.g. the DuckDB file is locked by a running dbt
+            raise LedgerError(f"ledger {self.schema}.{TABLE}: {exc}") from exc
         try:
             cur = con.cursor()
             cur.execute(f"create schema if not exists {_quote(self.schema)}")

@@ -4,7 +4,7 @@ import json
 import uuid
 
 import pytest
-from qalita_sidecar.dbt_profile import ProfileError, WarehouseTarget, connect
+from qalita_sidecar.dbt_profile import WarehouseTarget, connect
 from qalita_sidecar.ledger import FileLedger, LedgerError, WarehouseLedger
 from shipping.shipments import make_shipment
 from testkit import PG_HOST, PG_PORT, PG_USER, create_database, drop_database, require_postgres
@@ -50,9 +50,10 @@ def test_warehouse_ledger_creates_its_table_and_records_once(target):
 
 def test_warehouse_ledger_error_names_the_table(tmp_path):
     target = WarehouseTarget("p", "dev", "duckdb", "main", {"path": str(tmp_path / "no" / "such" / "dir.duckdb")})
-    with pytest.raises((ProfileError, LedgerError)) as err:
+    with pytest.raises(LedgerError) as err:
         WarehouseLedger(target, "main_qalita").shipped("k")
-    assert "dir.duckdb" in str(err.value) and "\n" not in str(err.value)
+    assert "qalita_shipments" in str(err.value) and "dir.duckdb" in str(err.value)
+    assert "\n" not in str(err.value)
 
 
 def test_warehouse_ledger_quotes_the_schema(target):
@@ -80,3 +81,23 @@ def test_file_ledger_unwritable_is_named(tmp_path):
     (tmp_path / "ro").write_text("a file, not a folder")
     with pytest.raises(LedgerError, match="ro/ledger.jsonl"):
         FileLedger(tmp_path / "ro" / "ledger.jsonl").record(make_shipment(), 1)
+
+
+def test_a_duckdb_file_locked_by_a_running_dbt_gives_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "w.duckdb"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
+         "print('locked', flush=True); time.sleep(60)", str(path)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        target = WarehouseTarget("p", "dev", "duckdb", "main", {"path": str(path)})
+        with pytest.raises(LedgerError) as err:
+            WarehouseLedger(target, "main_qalita").record(make_shipment(), 1)
+        assert "main_qalita.qalita_shipments" in str(err.value) and "\n" not in str(err.value)
+    finally:
+        holder.kill()
+        holder.wait()
