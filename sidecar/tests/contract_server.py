@@ -29,6 +29,7 @@ import email.utils
 import hashlib
 import json
 import re
+import ssl
 import threading
 import time
 from collections import deque
@@ -125,8 +126,9 @@ class _Reject(Exception):
 class ContractServer(HTTPServerBase):
     def __init__(self, token: str = "qalita-test-token-5f2c", port: int = 0,
                  username: str = "qalita", password: str = "qalita-password",
-                 pack_id: int = 7, pack_version_id: int = 70) -> None:
-        super().__init__("127.0.0.1", port, threaded=True)
+                 pack_id: int = 7, pack_version_id: int = 70,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
+        super().__init__("127.0.0.1", port, ssl_context, threaded=True)
         self.token = token
         self.username = username
         self.password = password
@@ -143,7 +145,7 @@ class ContractServer(HTTPServerBase):
     # -- for tests -------------------------------------------------------------------------
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.ssl_context else 'http'}://127.0.0.1:{self.port}"
 
     def add_source(self, name: str, type: str = "database") -> int:
         with self._lock:

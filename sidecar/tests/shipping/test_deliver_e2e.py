@@ -282,3 +282,30 @@ def test_missing_ids_for_one_project_do_not_hold_back_another(qalita_server, box
     assert [o.status for o in outcomes] == ["queued", "delivered"]
     assert "QALITA_PACK_ID is not set" in outcomes[0].detail and "'unmapped'" in outcomes[0].detail
     assert box.pending() == [other]
+
+
+def test_tls_is_verified_by_default_and_a_ca_bundle_makes_it_work(tmp_path, box, ledger):
+    import ssl
+    import subprocess
+
+    from contract_server import ContractServer
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server = ContractServer(ssl_context=context)
+    server.start()
+    try:
+        assert server.url.startswith("https://")
+        s = make_shipment()
+        outcomes = ship([s], settings_for(server), box, ledger)
+        assert outcomes[0].status == "queued" and "QALITA_CA_BUNDLE" in outcomes[0].detail
+        assert server.received.requests == []  # the handshake failed before any request
+        outcomes = flush(settings_for(server, QALITA_CA_BUNDLE=str(cert)), box, ledger)
+        assert [o.status for o in outcomes] == ["delivered"]
+        assert_delivered_once(server, [s])
+    finally:
+        server.stop()
