@@ -29,6 +29,7 @@ import email.utils
 import hashlib
 import json
 import re
+import signal
 import ssl
 import threading
 import time
@@ -464,6 +465,11 @@ def main() -> None:
     parser.add_argument("--token", default="qalita-test-token-5f2c")
     args = parser.parse_args()
     server = ContractServer(token=args.token, port=args.port)
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)  # `kill` prints the summary too
     server.start()
     print(f"QALITA contract server on {server.url} (pack {server.pack_id}, "
           f"version {server.pack_version_id}); Ctrl+C to stop", flush=True)

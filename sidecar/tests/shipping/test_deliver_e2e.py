@@ -309,3 +309,23 @@ def test_tls_is_verified_by_default_and_a_ca_bundle_makes_it_work(tmp_path, box,
         assert_delivered_once(server, [s])
     finally:
         server.stop()
+
+
+def test_a_subprocess_ships_to_the_server_with_settings_from_its_environment(qalita_server, box, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    s = make_shipment()
+    box.put(s)
+    code = ("import sys; from pathlib import Path; from qalita_sidecar import deliver, ledger, outbox, settings; "
+            "o = deliver.flush(settings.load_settings(), outbox.Outbox(Path(sys.argv[1])), "
+            "ledger.FileLedger(Path(sys.argv[2]))); print([x.status for x in o]); "
+            "sys.exit(deliver.exit_code(o))")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QALITA_")}
+    proc = subprocess.run([sys.executable, "-c", code, str(box.root), str(tmp_path / "l.jsonl")],
+                          env={**env, **qalita_server.env()}, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "['delivered']"
+    assert qalita_server.token not in proc.stdout + proc.stderr
+    assert_delivered_once(qalita_server, [s])
