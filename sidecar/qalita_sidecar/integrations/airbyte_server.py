@@ -97,13 +97,14 @@ class AirbyteService:
                      "not shipped again")
             return Answer(200, {"status": "already_delivered", "key": shipment.key})
         with self._spool_lock:
+            waiting = self.outbox.path(shipment.key).exists()
             try:
                 path = self.outbox.put(shipment)
             except OutboxError as exc:  # full or unwritable: Airbyte keeps the event, we say so
                 self.log(f"airbyte: {exc}")
                 return Answer(503, {"error": str(exc)})
         self.log(f"airbyte: sync {shipment.context['invocation_id']} ({sync.status}) "
-                 f"spooled to {path}")
+                 f"{'already waits in' if waiting else 'spooled to'} {path}")
         self._wake.set()
         return Answer(202, {"status": "queued", "key": shipment.key})
 
