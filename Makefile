@@ -33,8 +33,14 @@ deps: install ## dbt deps (installs the local qalita package)
 seed: deps ## dbt seed
 	$(DBT) seed $(DBT_FLAGS)
 
-compass-data: install ## Generate a small insight-graph run and load it into the raw tables
-	@echo "compass-data: not yet implemented"
+# The small deterministic Quality Compass run `make all` loads (data/runs/ is git-ignored).
+COMPASS_ENTITIES ?= 2000
+COMPASS_SEED ?= 42
+COMPASS_RUN_ID ?= 20260101004200
+
+compass-data: install $(if $(filter prod,$(TARGET)),pg-db) ## Generate a small insight-graph run and load it into the raw tables
+	$(BIN)/python -m quality_compass generate --out data/runs --entities $(COMPASS_ENTITIES) --seed $(COMPASS_SEED) --run-id $(COMPASS_RUN_ID)
+	$(BIN)/python -m quality_compass load data/runs/$(COMPASS_RUN_ID) --target $(TARGET) --profiles-dir $(DBT_PROFILES_DIR) --project-dir $(CURDIR)
 
 build: deps ## dbt build (TARGET=prod for PostgreSQL)
 	$(DBT) build $(DBT_FLAGS)
