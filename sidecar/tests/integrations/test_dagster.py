@@ -1,0 +1,152 @@
+"""Dagster: the example's job executed in-process, its run shipped by the run-status sensors through
+the sidecar library to the contract server."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import dagster as dg
+import pytest
+from integrations.itkit import EXAMPLES, clean_env, items, ledger_keys, pending, sidecar
+from qalita_sidecar.integrations.dagster_qalita import (
+    CheckResult,
+    DagsterRunRecord,
+    QalitaResource,
+    qalita_sensors,
+    run_to_shipment,
+)
+
+
+def _example():
+    spec = importlib.util.spec_from_file_location("qalita_dagster_example",
+                                                  EXAMPLES / "dagster" / "definitions.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+example = _example()
+
+
+@dg.asset
+def broken_orders() -> int:
+    raise RuntimeError("orders extract: the warehouse refused the connection")
+
+
+@pytest.fixture
+def qalita_env(monkeypatch, qalita_server, tmp_path):
+    """QALITA settings the resource reads from the environment, as in production."""
+    for name in list(os.environ):
+        if name.startswith("QALITA_"):
+            monkeypatch.delenv(name)
+    for name, value in {**qalita_server.env(), "QALITA_DEADLINE": "2"}.items():
+        monkeypatch.setenv(name, value)
+    return tmp_path
+
+
+def resource(tmp_path) -> QalitaResource:
+    return QalitaResource(project="retail", outbox_dir=str(tmp_path / "qalita" / "outbox"))
+
+
+def run_sensor(result, instance, tmp_path, failed: bool = False):
+    on_success, on_failure = qalita_sensors()
+    sensor = on_failure if failed else on_success
+    event = result.get_run_failure_event() if failed else result.get_run_success_event()
+    context = dg.build_run_status_sensor_context(
+        sensor_name=sensor.name, dagster_event=event, dagster_instance=instance,
+        dagster_run=result.dagster_run, resources={"qalita": resource(tmp_path)})
+    return sensor(context)
+
+
+def test_mapping_of_a_run_record():
+    record = DagsterRunRecord(
+        run_id="0123456789abcdef", job_name="nightly", status="FAILURE",
+        started_at="2026-05-01 01:00:00", finished_at="2026-05-01 01:05:00",
+        checks=(CheckResult("raw/orders", "ids_unique", False, "ERROR", "3 duplicates",
+                            "order_id", {"failing_rows": 3}),
+                CheckResult("raw/orders", "fresh", False, "WARN"),
+                CheckResult("customers", "not_empty", True, "ERROR")),
+        failed_steps=(("load_customers", "RuntimeError: boom"),),
+        materialized=("raw/orders", "raw/orders"))
+    s = run_to_shipment(record, project="shop")
+    metrics = {(m.scope.perimeter, m.scope.value, m.key): m.value for m in s.metrics}
+    assert metrics[("database", "shop", "score")] == "0.33"
+    assert metrics[("dataset", "raw/orders", "check_failed")] == 1
+    assert metrics[("dataset", "raw/orders", "check_warned")] == 1
+    assert metrics[("column", "order_id", "failing_rows")] == 3
+    assert metrics[("dataset", "raw/orders", "materializations")] == 2
+    assert metrics[("database", "shop", "run_status")] == "FAILURE"
+    recs = [(r.level, r.type, r.scope.value, r.content) for r in s.recommendations]
+    assert recs == [
+        ("high", "Asset Check Failed", "order_id", "Dagster asset check ids_unique failed on "
+         "raw/orders.order_id (run 01234567 of nightly): 3 duplicates (failing_rows 3)"),
+        ("warning", "Asset Check Failed", "raw/orders",
+         "Dagster asset check fresh failed on raw/orders (run 01234567 of nightly)"),
+        ("high", "Step Failed", "shop",
+         "Dagster step load_customers failed in run 01234567 of nightly: RuntimeError: boom")]
+    assert (s.job.status, s.job.started_at, s.job.finished_at) == \
+        ("failed", "2026-05-01 01:00:00", "2026-05-01 01:05:00")
+    assert s.key == run_to_shipment(record, project="shop").key
+    assert s.key != run_to_shipment(record, project="other").key
+
+
+def test_a_run_with_failing_checks_is_delivered_once(qalita_env, qalita_server):
+    tmp_path = qalita_env
+    instance = dg.DagsterInstance.ephemeral()
+    result = example.defs.resolve_job_def("retail").execute_in_process(instance=instance)
+    assert result.success  # failing asset checks are findings, not a failed run
+    skip = run_sensor(result, instance, tmp_path)
+    assert skip.skip_message.startswith("shipped to QALITA: delivered: job ")
+
+    [job] = qalita_server.received.jobs.values()
+    assert job.name == f"dagster run retail ({result.run_id[:8]})"
+    assert job.statuses == ["running", "succeeded"]
+    metrics = {(m["scope"]["perimeter"], m["scope"]["value"], m["key"]): m["value"]
+               for m in items(qalita_server, "metrics")}
+    assert metrics[("database", "retail", "score")] == "0.33"
+    assert metrics[("dataset", "orders", "score")] == "0.00"
+    assert metrics[("dataset", "customers", "score")] == "1.00"
+    assert metrics[("column", "order_id", "failing_rows")] == 1
+    recs = {(r["level"], r["scope"]["value"]) for r in items(qalita_server, "recommendations")}
+    assert recs == {("high", "order_id"), ("warning", "amount")}
+    assert qalita_server.received.rejected == []
+    assert len(ledger_keys(tmp_path)) == 1 and pending(tmp_path) == []
+
+    again = run_sensor(result, instance, tmp_path)  # a sensor evaluated twice for the same run
+    assert "already_delivered" in again.skip_message
+    assert len(qalita_server.received.jobs) == 1
+
+
+def test_a_failed_run_is_a_failed_job_with_the_step_error(qalita_env, qalita_server):
+    tmp_path = qalita_env
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize([broken_orders], instance=instance, raise_on_error=False)
+    assert not result.success
+    run_sensor(result, instance, tmp_path, failed=True)
+    [job] = qalita_server.received.jobs.values()
+    assert job.status == "failed"
+    [rec] = items(qalita_server, "recommendations")
+    assert rec["type"] == "Step Failed" and rec["level"] == "high"
+    assert "the warehouse refused the connection" in rec["content"]
+
+
+def test_qalita_down_the_run_waits_for_flush(qalita_env, qalita_server):
+    tmp_path = qalita_env
+    instance = dg.DagsterInstance.ephemeral()
+    result = example.defs.resolve_job_def("retail").execute_in_process(instance=instance)
+    qalita_server.stop()
+    skip = run_sensor(result, instance, tmp_path)
+    assert "queued" in skip.skip_message and len(pending(tmp_path)) == 1
+    qalita_server.start()
+    flushed = sidecar("flush", env=clean_env(tmp_path, **qalita_server.env()), cwd=tmp_path)
+    assert flushed.returncode == 0, flushed.stdout + flushed.stderr
+    assert pending(tmp_path) == [] and len(qalita_server.received.jobs) == 1
+    assert "already_delivered" in run_sensor(result, instance, tmp_path).skip_message
+    assert len(qalita_server.received.jobs) == 1
+
+
+def test_the_example_definitions_load():
+    defs = example.defs
+    assert {s.name for s in defs.sensors} == {"qalita_run_success", "qalita_run_failure"}
+    assert isinstance(defs.resources["qalita"], QalitaResource)
