@@ -24,7 +24,7 @@ install: $(VENV)/.installed ## Create .venv and install the project with its dev
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -e ".[dev,soda,dagster]"
 	@touch $@
 
 deps: install ## dbt deps (installs the local qalita package)
