@@ -329,3 +329,11 @@ def test_a_subprocess_ships_to_the_server_with_settings_from_its_environment(qal
     assert proc.stdout.strip() == "['delivered']"
     assert qalita_server.token not in proc.stdout + proc.stderr
     assert_delivered_once(qalita_server, [s])
+
+
+def test_progress_is_told_of_each_shipment(qalita_server, box, ledger):
+    seen = []
+    shipments = [make_shipment(f"inv-{i}") for i in range(3)]
+    ship(shipments[:1], settings_for(qalita_server), box, ledger)
+    outcomes = ship(shipments, settings_for(qalita_server), box, ledger, progress=seen.append)
+    assert seen == outcomes and [o.status for o in seen] == ["already_delivered", "delivered", "delivered"]

@@ -87,3 +87,23 @@ def test_a_crash_mid_write_leaves_no_half_entry(tmp_path, monkeypatch):
 def test_unsafe_keys_are_refused(tmp_path):
     with pytest.raises(OutboxError):
         Outbox(tmp_path).path("../../etc/passwd")
+
+
+def test_write_discipline_is_fsync_then_rename_then_fsync_of_the_folder(tmp_path, monkeypatch):
+    box = Outbox(tmp_path)
+    box.put(make_shipment("first"))  # folders exist now
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("fsync", "dir" if os.path.isdir(f"/proc/self/fd/{fd}") else "file"))
+        real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("rename", os.path.basename(str(src)).startswith(".")))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    box.put(make_shipment("second"))
+    assert events == [("fsync", "file"), ("rename", True), ("fsync", "dir")]
