@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..deliver import Outcome, ship
-from ..ledger import Ledger
+from ..ledger import Ledger, LedgerError
 from ..outbox import Outbox, OutboxError
 from ..settings import Settings, SettingsError
 from .airbyte import AirbyteEventError, parse_event, sync_to_shipment
@@ -92,7 +92,12 @@ class AirbyteService:
             return self._bad(f"connection {sync.connection_id} is not in {self.config_name}'s "
                              "connection_map and there is no default")
         shipment = sync_to_shipment(sync)
-        if self.ledger.shipped(shipment.key):
+        try:
+            delivered = self.ledger.shipped(shipment.key)
+        except LedgerError as exc:  # spool anyway: the sender checks again before sending
+            self.log(f"airbyte: {exc}")
+            delivered = False
+        if delivered:
             self.log(f"airbyte: {shipment.context['invocation_id']} was delivered before; "
                      "not shipped again")
             return Answer(200, {"status": "already_delivered", "key": shipment.key})
@@ -174,13 +179,26 @@ def _handler(service: AirbyteService, max_body: int) -> type[BaseHTTPRequestHand
             self.end_headers()
             self.wfile.write(data)
 
+        def _guarded(self, serve: Callable[[], None]) -> None:
+            try:
+                serve()
+            except Exception as exc:  # an unreadable outbox or ledger: say so, keep serving
+                service.log(f"airbyte: 500 {type(exc).__name__}: {exc}")
+                self._answer(500, {"error": f"{type(exc).__name__}: {exc}"}, close=True)
+
         def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            self._guarded(self._get)
+
+        def do_POST(self) -> None:  # noqa: N802
+            self._guarded(self._post)
+
+        def _get(self) -> None:
             if self.path.split("?")[0] in HEALTH_PATHS:
                 self._answer(200, service.health())
             else:
                 self._answer(404, {"error": f"no such path {self.path}"})
 
-        def do_POST(self) -> None:  # noqa: N802
+        def _post(self) -> None:
             if self.path.split("?")[0] != WEBHOOK_PATH:
                 self._answer(404, {"error": f"no such path {self.path}; POST {WEBHOOK_PATH}"})
                 return

@@ -248,3 +248,13 @@ def test_cli_restart_replays_what_waited_and_refuses_bad_config(tmp_path, qalita
     missing = sidecar("serve", "airbyte", env=env, cwd=tmp_path)
     assert missing.returncode == 1 and "--config (or QALITA_MAPPING_FILE) is required" in \
         missing.stderr
+
+
+def test_an_unreadable_ledger_still_spools_the_event(tmp_path, qalita_server, running):
+    app = running()
+    (tmp_path / "qalita" / "ledger.jsonl").mkdir(parents=True)  # cannot be read as a file
+    answer = app.post(notification())
+    assert answer.status_code == 202 and len(pending(tmp_path)) == 1
+    problem = wait_until(lambda: app.service.health()["last_problem"], what="a failed delivery")
+    assert "ledger.jsonl" in problem and "cannot read" in problem
+    assert len(pending(tmp_path)) == 1  # kept for the next try
