@@ -69,6 +69,10 @@ ARTIFACTS = (("metrics", "json"), ("predictions", "parquet"), ("eda_summary", "j
              ("encounter_shap", "parquet"), ("facility_shap", "parquet"), ("global_shap", "json"),
              ("transparency", "json"))
 
+# Temporal statistics the classification reads once the node file is written.
+CLASSIFY_KEYS = ("slope_percentile", "acceleration", "zscore_std", "max_abs_deviation",
+                 "observations", "coefficient_of_variation")
+
 GROUPBYS = {
     "facility": ("medicareId",),
     "service_line": ("medicareId", "vizientServiceLine"),
@@ -667,6 +671,8 @@ def generate(cfg: GenerateConfig) -> GenerateResult:
                                             children, parents, len(members)))
                     for e in members:
                         _dump(fh, entity_line(e, m.metric_id, is_t))
+                        if is_t:  # keep what the classification needs, not the per-period lists
+                            e.stats = {k: e.stats.get(k) for k in CLASSIFY_KEYS}
                 rows += len(members)
                 files += 1
             for g in ("facility", "service_line"):
