@@ -3,7 +3,8 @@
     pip install -e ".[dagster]"          (from the repository root)
     export QALITA_WORKER_ENDPOINT=https://qalita.example QALITA_WORKER_TOKEN=...
     export QALITA_PACK_ID=... QALITA_PACK_VERSION_ID=...
-    dagster dev -f sidecar/examples/dagster/definitions.py
+    dagster dev -f sidecar/examples/dagster/definitions.py    (needs dagster-webserver)
+    python sidecar/examples/dagster/run.py                    (one run, shipped, no daemon)
 
 Every finished run of any job in this code location is shipped by the `qalita_run_success` /
 `qalita_run_failure` sensors: one QALITA job per run, check counts and a score per asset, one

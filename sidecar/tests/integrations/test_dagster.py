@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import subprocess
 
 import dagster as dg
 import pytest
@@ -16,6 +17,7 @@ from qalita_sidecar.integrations.dagster_qalita import (
     qalita_sensors,
     run_to_shipment,
 )
+from testkit import BIN
 
 
 def _example():
@@ -150,3 +152,13 @@ def test_the_example_definitions_load():
     defs = example.defs
     assert {s.name for s in defs.sensors} == {"qalita_run_success", "qalita_run_failure"}
     assert isinstance(defs.resources["qalita"], QalitaResource)
+
+
+def test_the_example_script_ships_a_run(tmp_path, qalita_server):
+    proc = subprocess.run([str(BIN / "python"), str(EXAMPLES / "dagster" / "run.py")],
+                          env=clean_env(tmp_path, **qalita_server.env()), cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.startswith("shipped to QALITA: delivered: job ")
+    [job] = qalita_server.received.jobs.values()
+    assert job.name.startswith("dagster run retail (") and job.status == "succeeded"
