@@ -65,13 +65,7 @@
   {{ return(args) }}
 {% endmacro %}
 
-{% macro invocation_row(invocation_id, rows, recorded_at) %}
-  {%- set counts = {'passed': 0, 'warned': 0, 'failed': 0, 'errored': 0, 'skipped': 0} -%}
-  {%- for row in rows -%}
-    {%- if row.status_normalised in counts -%}
-      {%- do counts.update({row.status_normalised: counts[row.status_normalised] + 1}) -%}
-    {%- endif -%}
-  {%- endfor -%}
+{% macro invocation_row(invocation_id, results_total, counts, recorded_at) %}
   {%- set args = qalita.safe_args() -%}
   {%- set select = (invocation_args_dict or {}).get('select') -%}
   {%- set row = {
@@ -86,7 +80,7 @@
       'dbt_version': dbt_version,
       'started_at': qalita.ts(run_started_at),
       'finished_at': recorded_at,
-      'results_total': rows | length,
+      'results_total': results_total,
       'selectors': tojson((select | list) if select else []),
       'args': tojson(args, default='{}'),
       'recorded_at': recorded_at,

@@ -9,12 +9,9 @@
     {{ return('') }}
   {%- endif -%}
   {%- set recorded_at = qalita.ts(modules.datetime.datetime.utcnow()) -%}
-  {%- set rows = [] -%}
-  {%- for result in results if result.node is defined and result.node is not none -%}
-    {%- do rows.append(qalita.result_row(result, invocation_id, recorded_at)) -%}
-  {%- endfor -%}
-  {%- set invocation = qalita.invocation_row(invocation_id, rows, recorded_at) -%}
-  {%- do adapter.dispatch('write_invocation', 'qalita')(invocation, rows) -%}
+  {%- set built = qalita.result_rows(results, invocation_id, recorded_at) -%}
+  {%- set invocation = qalita.invocation_row(invocation_id, built.rows | length, built.counts, recorded_at) -%}
+  {%- do adapter.dispatch('write_invocation', 'qalita')(invocation, built.rows) -%}
   {{ return('') }}
 {% endmacro %}
 
@@ -40,9 +37,8 @@
     {%- do statements.append(qalita.insert_json_sql(res_rel, qalita.result_columns(), chunk)) -%}
   {%- endfor -%}
   {%- do statements.append(qalita.insert_json_sql(inv_rel, qalita.invocation_columns(), '[' ~ tojson(invocation) ~ ']')) -%}
-  {%- do run_query('begin transaction') -%}
-  {%- for sql in statements -%}{%- do run_query(sql) -%}{%- endfor -%}
-  {%- do run_query('commit') -%}
+  {#- one round trip: every statement of the invocation in one transaction -#}
+  {%- do run_query('begin transaction;\n' ~ statements | join(';\n') ~ ';\ncommit') -%}
 {% endmacro %}
 
 {#- PostgreSQL: every statement runs inside a DO block whose handler keeps the error in a session
@@ -58,13 +54,14 @@
   {%- do statements.extend(qalita.ddl_statements(database, schema)) -%}
   {%- do statements.append("delete from " ~ res_rel ~ " where invocation_id = '" ~ invocation_id ~ "'") -%}
   {%- do statements.append("delete from " ~ inv_rel ~ " where invocation_id = '" ~ invocation_id ~ "'") -%}
-  {%- do run_query("select set_config('qalita.error', '', false)") -%}
-  {%- do run_query(qalita.pg_guarded(statements)) -%}
+  {%- set blocks = ["select set_config('qalita.error', '', false)", qalita.pg_guarded(statements)] -%}
   {%- for chunk in qalita.chunk_rows(rows) -%}
-    {%- do run_query(qalita.pg_guarded([qalita.insert_json_sql(res_rel, qalita.result_columns(), chunk)])) -%}
+    {%- do blocks.append(qalita.pg_guarded([qalita.insert_json_sql(res_rel, qalita.result_columns(), chunk)])) -%}
   {%- endfor -%}
-  {%- do run_query(qalita.pg_guarded([qalita.insert_json_sql(inv_rel, qalita.invocation_columns(), '[' ~ tojson(invocation) ~ ']')])) -%}
-  {%- set error = run_query("select current_setting('qalita.error', true)").columns[0].values()[0] -%}
+  {%- do blocks.append(qalita.pg_guarded([qalita.insert_json_sql(inv_rel, qalita.invocation_columns(), '[' ~ tojson(invocation) ~ ']')])) -%}
+  {#- one round trip; its last statement reports the first error, if any -#}
+  {%- do blocks.append("select current_setting('qalita.error', true)") -%}
+  {%- set error = run_query(blocks | join(';\n')).columns[0].values()[0] -%}
   {%- if error -%}
     {%- do run_query("rollback") -%}
     {%- do qalita.hook_failed(error) -%}

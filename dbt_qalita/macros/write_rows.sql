@@ -13,6 +13,11 @@
 {% macro chunk_rows(rows) %}
   {%- set max_rows = var('qalita_batch_rows', 5000) | int -%}
   {%- set max_chars = var('qalita_batch_chars', 4000000) | int -%}
+  {#- the common case, one chunk: a single tojson call instead of one per row -#}
+  {%- if rows | length <= max_rows -%}
+    {%- set whole = tojson(rows) -%}
+    {%- if whole | length <= max_chars -%}{{ return([whole] if rows else []) }}{%- endif -%}
+  {%- endif -%}
   {%- set chunks = [] -%}
   {%- set current = [] -%}
   {%- set ns = namespace(size=0) -%}
