@@ -1,11 +1,14 @@
-"""The qalita package's on-run-end hook, through real dbt runs on DuckDB and PostgreSQL."""
+"""The qalita package's on-run-end hook, through real dbt runs on DuckDB and PostgreSQL.
+
+The runs select the air-quality part of the host project (Quality Compass needs a loaded run).
+"""
 
 from __future__ import annotations
 
 import json
 
-RESULTS = "{schema}.qalita_results"
-INVOCATIONS = "{schema}.qalita_invocations"
+AIRQUALITY = ("--select", "tag:airquality")
+OPENAQ = ("--select", "source:openaq")
 
 
 def qschema(project) -> str:
@@ -35,7 +38,8 @@ def invocation(project, invocation_id: str) -> dict:
 
 def test_build_records_every_result_with_dbt_statuses(dbt_project):
     """Failing / warning / erroring variant: one row per result; statuses and failures as dbt's."""
-    proc = dbt_project.run("build", vars={"airquality_failing_variant": True}, check=False,
+    proc = dbt_project.run("build", *AIRQUALITY, vars={"airquality_failing_variant": True},
+                           check=False,
                            env={"GITHUB_ACTIONS": "true", "GITHUB_SHA": "abc123",
                                 "GITHUB_RUN_ID": "42", "GITHUB_REPOSITORY": "acme/dq"})
     assert proc.returncode == 1, proc.stdout[-3000:]  # the failing variant fails dbt, not the hook
@@ -66,7 +70,7 @@ def test_build_records_every_result_with_dbt_statuses(dbt_project):
 
 
 def test_test_metadata_and_normalised_status(dbt_project):
-    dbt_project.run("seed")
+    dbt_project.run("seed", *AIRQUALITY)
     dbt_project.run("build", "-s", "stg_airquality", vars={"airquality_failing_variant": True},
                     check=False)
     inv_id = dbt_project.artifact("run_results.json")["metadata"]["invocation_id"]
@@ -89,7 +93,7 @@ def test_test_metadata_and_normalised_status(dbt_project):
 
 
 def test_quotes_newlines_and_unicode_are_stored_intact(dbt_project):
-    dbt_project.run("build", vars={"airquality_failing_variant": True}, check=False)
+    dbt_project.run("build", *AIRQUALITY, vars={"airquality_failing_variant": True}, check=False)
     rr = dbt_project.artifact("run_results.json")
     inv_id = rr["metadata"]["invocation_id"]
     stored = dict(rows_for(dbt_project, inv_id, "unique_id, message"))
@@ -105,8 +109,8 @@ def test_quotes_newlines_and_unicode_are_stored_intact(dbt_project):
 
 
 def test_freshness_is_recorded_and_goes_stale(dbt_project):
-    dbt_project.run("seed")
-    dbt_project.run("source", "freshness")
+    dbt_project.run("seed", *AIRQUALITY)
+    dbt_project.run("source", "freshness", *OPENAQ)
     rr = dbt_project.artifact("sources.json")
     inv_id = rr["metadata"]["invocation_id"]
     (row,) = rows_for(dbt_project, inv_id, "resource_type, status, status_normalised, "
@@ -122,7 +126,7 @@ def test_freshness_is_recorded_and_goes_stale(dbt_project):
             f"update main.raw_load_log set loaded_at = loaded_at - interval '{hours} hours'"
             if dbt_project.target == "dev" else
             f"update public.raw_load_log set loaded_at = loaded_at - interval '{hours} hours'")
-        proc = dbt_project.run("source", "freshness", check=False)
+        proc = dbt_project.run("source", "freshness", *OPENAQ, check=False)
         assert proc.returncode == code, proc.stdout[-2000:]
         inv_id = dbt_project.artifact("sources.json")["metadata"]["invocation_id"]
         (row,) = rows_for(dbt_project, inv_id, "status, status_normalised, age")
@@ -134,7 +138,7 @@ def test_freshness_is_recorded_and_goes_stale(dbt_project):
 
 
 def test_commands_without_outcomes_record_nothing(dbt_project):
-    dbt_project.run("seed")
+    dbt_project.run("seed", *AIRQUALITY)
     count = f"select count(*) from {qschema(dbt_project)}.qalita_invocations"
     assert dbt_project.query(count) == [(1,)]
     for command in (["compile"], ["ls"], ["parse"], ["docs", "generate"]):
