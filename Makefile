@@ -71,8 +71,8 @@ pg-db: ## Create the PostgreSQL database of the prod target if it is missing
 	psql -h $${DBT_POSTGRES_HOST:-127.0.0.1} -p $${DBT_POSTGRES_PORT:-5432} -U $${DBT_POSTGRES_USER:-postgres} -d postgres -Atc "select 1 from pg_database where datname = '$$db'" | grep -q 1 \
 	  || createdb -h $${DBT_POSTGRES_HOST:-127.0.0.1} -p $${DBT_POSTGRES_PORT:-5432} -U $${DBT_POSTGRES_USER:-postgres} "$$db"
 
-bench: install ## Benchmarks (print figures; never assert timings)
-	@echo "bench: see bench/README.md"
+bench: deps ## Benchmarks: every bench/*/bench_*.py (print figures; never assert timings)
+	@for script in bench/*/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 clean: ## Remove build outputs, the DuckDB file and the venv
 	rm -rf target dbt_packages logs quality_compass.duckdb quality_compass.duckdb.wal $(VENV) .pytest_cache .ruff_cache
