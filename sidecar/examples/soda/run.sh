@@ -18,6 +18,8 @@ psql "${psql_args[@]}" -d "$SODA_PG_DATABASE" -q -v ON_ERROR_STOP=1 -f "$here/lo
   -c "\\copy orders from '$data/orders.csv' csv header" \
   -c "\\copy customers from '$data/customers.csv' csv header"
 
+# Soda Core sends anonymous usage stats unless ~/.soda/config.yml says
+# `send_anonymous_usage_stats: false` (offline, each attempt costs seconds of retries).
 # Checks fail by design: soda then exits non-zero (1 warn, 2 fail); the results file is written.
 soda scan -d retail -c "$here/configuration.yml" "$here/checks.yml" -srf scan_results.json || true
 qalita-sidecar ingest soda --file scan_results.json
