@@ -166,7 +166,8 @@ def main() -> None:
     if "postgres" in adapters and (reason := pg_reason()):
         print(f"PostgreSQL skipped: {reason}")
         adapters.remove("postgres")
-    print(f"Quality Compass bench: sizes {sizes}, adapters {adapters}, {os.cpu_count()} cores")
+    print(f"Quality Compass bench: sizes {sizes}, adapters {adapters}, {os.cpu_count()} cores, "
+          f"load average {os.getloadavg()[0]:.1f} (other work on the machine slows every figure)")
     figs = []
     for size in sizes:
         for adapter in adapters:
@@ -191,6 +192,7 @@ def main() -> None:
             print(f"{adapter}: {b.size:,} vs {a.size:,} entity rows "
                   f"(x{b.entity_rows / a.entity_rows:.1f}): load x{b.load_s / a.load_s:.1f}, "
                   f"build x{b.build_s / a.build_s:.1f}")
+    print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     for f in figs:
         if f.adapter == "duckdb" and f.size == BUDGET_ROWS and f.raw_rows:
             verdict = "within" if f.total_s < BUDGET_SECONDS and not f.note else "NOT within"

@@ -25,6 +25,7 @@ import psycopg2
 from qalita_sidecar.dbt_profile import WarehouseTarget, connect, load_target
 
 RAW_SCHEMA = "raw"
+DUCKDB_MEMORY_LIMIT = "1GB"
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -220,6 +221,9 @@ def ddl(schema: str, adapter: str) -> list[str]:
 
 
 def _write_duckdb(con: Any, schema: str, stage: _Stage) -> None:
+    # The staged rows stream from disk; without a cap DuckDB keeps up to 80 % of the machine's
+    # memory in buffers while a million-row run is inserted (about 1.2 GB per 100k entity rows).
+    con.execute(f"set memory_limit = '{DUCKDB_MEMORY_LIMIT}'")
     con.execute("begin transaction")
     try:
         for s in ddl(schema, "duckdb"):

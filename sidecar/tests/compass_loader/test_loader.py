@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -27,7 +28,6 @@ def expected_rows(run: Path) -> dict[str, int]:
         return sum(1 for x in path.read_bytes().splitlines() if x.strip())
 
     nodes = sorted((run / "results" / "nodes").glob("*.jsonl"))
-    import json
 
     return {
         "raw_node_results": len(nodes),
@@ -162,3 +162,18 @@ def test_not_a_run_folder(dbt_project, tmp_path):
     assert proc.returncode == 1
     assert proc.stderr.strip() == f"error: {tmp_path}: not a run folder (no results/ inside, " \
                                   "nor any run folder)"
+
+
+def test_text_survives_byte_for_byte(dbt_project, runs, tmp_path):
+    """Quotes, commas, backslashes, non-ASCII text and a line ending in CRLF reach the warehouse
+    exactly as the file has them (the bulk path goes through CSV)."""
+    one, _ = runs
+    rel = "analysis/classification/classifications.jsonl"
+    line = json.loads((one / rel).read_text().splitlines()[0])
+    line["classification_reasoning"] = 'a "quoted", comma; back\\slash \\n; é ✓ 中; ""'
+    text = json.dumps(line, ensure_ascii=False)
+    copy = corrupt(one, tmp_path, rel, 1, text.encode() + b"\r")
+    assert load(dbt_project, copy).returncode == 0
+    stored = dbt_project.query("select json_data from raw.raw_classifications "
+                               "where json_data like '%back%slash%'")
+    assert stored == [(text,)]
