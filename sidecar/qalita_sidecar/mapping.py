@@ -9,13 +9,13 @@ dataset under the database scope named after the dbt project; a column test is c
 from __future__ import annotations
 
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_DOWN, Decimal
 
-from .artifacts import Invocation, Manifest, Result
+from .artifacts import Invocation, Manifest, Result, paused_gc
 from .shipment import Job, Metric, Recommendation, SchemaEntry, Scope, Shipment, idempotency_key
 
 TEST_TYPES = ("test", "unit_test")
@@ -27,20 +27,18 @@ _COUNTERS = ("passed", "failed", "warned", "errored", "skipped")
 _MESSAGE_LIMIT = 300
 
 
-@dataclass
-class _Counts:
-    passed: int = 0
-    failed: int = 0
-    warned: int = 0
-    errored: int = 0
-    skipped: int = 0
+class _Counts(Counter):
+    """Test outcomes (passed, failed, warned, errored, skipped) of one scope."""
+
+    def __getattr__(self, name: str) -> int:
+        return self[name]
 
     def add(self, outcome: str) -> None:
-        setattr(self, outcome, getattr(self, outcome) + 1)
+        self[outcome] += 1
 
     @property
     def total(self) -> int:
-        return self.passed + self.failed + self.warned + self.errored + self.skipped
+        return sum(self.values())
 
 
 def score(passed: int, failed: int, warned: int, errored: int) -> str | None:
@@ -103,7 +101,15 @@ class _Builder:
     metrics: list[Metric] = field(default_factory=list)
     recommendations: list[Recommendation] = field(default_factory=list)
 
+    by_id: dict[str, Scope] = field(default_factory=dict)  # unique_id -> its dataset scope
+
     def dataset(self, unique_id: str) -> Scope:
+        scope = self.by_id.get(unique_id)  # the hot path: ~10 tests per dataset
+        if scope is None:
+            scope = self.by_id[unique_id] = self._dataset(unique_id)
+        return scope
+
+    def _dataset(self, unique_id: str) -> Scope:
         name = dataset_name(unique_id, self.manifest)
         scope = self.datasets.get(name)
         if scope is None:
@@ -174,9 +180,14 @@ def to_shipment(
     environment: str,
     manifest: Manifest | None = None,
     source_name: str | None = None,
-    git_sha: str | None = None,
 ) -> Shipment:
     """Map one dbt invocation to everything QALITA receives for it."""
+    with paused_gc():
+        return _to_shipment(invocation, project, environment, manifest, source_name)
+
+
+def _to_shipment(invocation: Invocation, project: str, environment: str,
+                 manifest: Manifest | None, source_name: str | None) -> Shipment:
     project_name = invocation.project_name or (manifest.project_name if manifest else project)
     b = _Builder(Scope("database", project_name), manifest)
     per_dataset: dict[str, _Counts] = defaultdict(_Counts)
@@ -244,7 +255,7 @@ def to_shipment(
     finished = invocation.finished_at or invocation.started_at
     if started is None or finished is None:
         raise ValueError(f"invocation {invocation.invocation_id} has no start or end time")
-    sha = invocation.git_sha or git_sha
+    sha = invocation.git_sha
     command = invocation.command or "dbt"
     job = Job(name=f"dbt {command} {project} {environment} {invocation.invocation_id[:8]}",
               started_at=_fmt_ts(started), finished_at=_fmt_ts(finished),
