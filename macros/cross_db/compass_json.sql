@@ -22,6 +22,12 @@
 {#- jsonb: binary, so repeated extraction does not re-parse the text. -#}
 {% macro postgres__json_parse(expr) %}cast({{ expr }} as jsonb){% endmacro %}
 
+{#- A text column ready for extraction: jsonb on PostgreSQL; on DuckDB the text itself (its
+    JSON functions read text directly, a cast to JSON would parse it once more). -#}
+{% macro json_doc(expr) %}{{ return(adapter.dispatch('json_doc')(expr)) }}{% endmacro %}
+{% macro default__json_doc(expr) %}{{ expr }}{% endmacro %}
+{% macro postgres__json_doc(expr) %}cast({{ expr }} as jsonb){% endmacro %}
+
 {#- A JSON value as text (scalars unquoted). -#}
 {% macro json_text(doc, path) %}{{ return(adapter.dispatch('json_text')(doc, path)) }}{% endmacro %}
 {% macro default__json_text(doc, path) %}json_extract_string({{ doc }}, {{ compass_json_path_duckdb(path) }}){% endmacro %}
@@ -43,18 +49,24 @@
 {% macro postgres__json_array_size(doc, path) %}(case when jsonb_typeof({{ json_get(doc, path) }}) = 'array' then jsonb_array_length({{ json_get(doc, path) }}) end){% endmacro %}
 
 {#- FROM-clause fragment: one row per element of the array at `path`, as `alias.value` (JSON)
-    and `alias.idx` (0-based). Anything but an array gives no rows. -#}
-{% macro json_array_rows(doc, path, alias) %}{{ return(adapter.dispatch('json_array_rows')(doc, path, alias)) }}{% endmacro %}
-{% macro default__json_array_rows(doc, path, alias) -%}
+    and, with with_index=true, `alias.idx` (0-based). Anything but an array gives no rows. -#}
+{% macro json_array_rows(doc, path, alias, with_index=false) %}{{ return(adapter.dispatch('json_array_rows')(doc, path, alias, with_index)) }}{% endmacro %}
+{#- DuckDB: the `[*]` wildcard returns a list (empty for a missing key or a non-array) that
+    unnest expands natively; json_each is several times slower on large inputs. -#}
+{% macro default__json_array_rows(doc, path, alias, with_index) -%}
+{%- set wildcard = compass_json_path_duckdb(path)[:-1] ~ "[*]'" -%}
 cross join lateral (
-    select cast(e.key as integer) as idx, e.value as value
-    from json_each({{ doc }}, {{ compass_json_path_duckdb(path) }}) as e
-    where json_type({{ doc }}, {{ compass_json_path_duckdb(path) }}) = 'ARRAY'
+    {%- if with_index %}
+    select unnest(elements) as value, generate_subscripts(elements, 1) - 1 as idx
+    from (select json_extract({{ doc }}, {{ wildcard }}) as elements) as listed
+    {%- else %}
+    select unnest(json_extract({{ doc }}, {{ wildcard }})) as value
+    {%- endif %}
 ) as {{ alias }}
 {%- endmacro %}
-{% macro postgres__json_array_rows(doc, path, alias) -%}
+{% macro postgres__json_array_rows(doc, path, alias, with_index) -%}
 cross join lateral (
-    select cast(e.ord - 1 as integer) as idx, e.value as value
+    select e.value as value, cast(e.ord - 1 as integer) as idx
     from jsonb_array_elements(
         case when jsonb_typeof({{ json_get(doc, path) }}) = 'array' then {{ json_get(doc, path) }} else '[]'::jsonb end
     ) with ordinality as e(value, ord)
@@ -64,11 +76,14 @@ cross join lateral (
 {#- FROM-clause fragment: one row per key of the object at `path`, as `alias.key` and
     `alias.value_text` (scalars unquoted). Anything but an object gives no rows. -#}
 {% macro json_object_rows(doc, path, alias) %}{{ return(adapter.dispatch('json_object_rows')(doc, path, alias)) }}{% endmacro %}
+{#- DuckDB: cast the object to a MAP and unnest its keys and values side by side. -#}
 {% macro default__json_object_rows(doc, path, alias) -%}
 cross join lateral (
-    select e.key as key, json_extract_string(e.value, '$') as value_text
-    from json_each({{ doc }}, {{ compass_json_path_duckdb(path) }}) as e
-    where json_type({{ doc }}, {{ compass_json_path_duckdb(path) }}) = 'OBJECT'
+    select unnest(map_keys(entries)) as key, unnest(map_values(entries)) as value_text
+    from (
+        select case when json_type({{ doc }}, {{ compass_json_path_duckdb(path) }}) = 'OBJECT'
+            then cast(json_extract({{ doc }}, {{ compass_json_path_duckdb(path) }}) as map(varchar, varchar)) end as entries
+    ) as mapped
 ) as {{ alias }}
 {%- endmacro %}
 {% macro postgres__json_object_rows(doc, path, alias) -%}
@@ -80,6 +95,41 @@ cross join lateral (
 ) as {{ alias }}
 {%- endmacro %}
 
+{#- Many sub-documents in one pass: a list (DuckDB: one parse of the text for all paths) or a
+    jsonb[] (PostgreSQL), indexed from 1 by json_item / json_item_text / json_item_number. -#}
+{% macro json_extract_many(doc, paths) %}{{ return(adapter.dispatch('json_extract_many')(doc, paths)) }}{% endmacro %}
+{% macro default__json_extract_many(doc, paths) -%}
+json_extract({{ doc }}, [{% for p in paths %}{{ compass_json_path_duckdb(p) }}{% if not loop.last %}, {% endif %}{% endfor %}])
+{%- endmacro %}
+{% macro postgres__json_extract_many(doc, paths) -%}
+array[{% for p in paths %}{{ json_get(doc, p) }}{% if not loop.last %}, {% endif %}{% endfor %}]
+{%- endmacro %}
+
+{% macro json_item(list, n) %}{{ list }}[{{ n }}]{% endmacro %}
+{% macro json_item_text(list, n) %}{{ json_text(list ~ '[' ~ n ~ ']', '') }}{% endmacro %}
+{% macro json_item_number(list, n) %}cast({{ json_item_text(list, n) }} as double precision){% endmacro %}
+
+{#- Select-list entries for `fields` = [(column, path, kind)], kind text | number | integer |
+    boolean | json, read from a json_extract_many(doc, paths) column named `list`. -#}
+{% macro json_unpack(list, fields) -%}
+  {%- for column, path, kind in fields %}
+    {%- set item = json_item_text(list, loop.index) %}
+    {%- if kind == 'json' %}{{ json_item(list, loop.index) }}
+    {%- elif kind == 'number' %}cast({{ item }} as double precision)
+    {%- elif kind == 'integer' %}cast(round(cast({{ item }} as double precision)) as bigint)
+    {%- elif kind == 'boolean' %}cast({{ item }} as boolean)
+    {%- else %}{{ item }}
+    {%- endif %} as {{ column }}{% if not loop.last %},{% endif %}
+  {%- endfor %}
+{%- endmacro %}
+
+{#- json_extract_many over the paths of `fields` (same order as json_unpack reads them). -#}
+{% macro json_extract_fields(doc, fields) -%}
+  {%- set paths = [] -%}
+  {%- for column, path, kind in fields -%}{%- do paths.append(path) -%}{%- endfor -%}
+  {{ json_extract_many(doc, paths) }}
+{%- endmacro %}
+
 {#- A text value as a JSON string literal, for canonical JSON text built by string_agg. -#}
 {% macro json_quote(expr) %}{{ return(adapter.dispatch('json_quote')(expr)) }}{% endmacro %}
 {% macro default__json_quote(expr) %}cast(to_json(cast({{ expr }} as varchar)) as varchar){% endmacro %}
@@ -88,13 +138,18 @@ cross join lateral (
 {#- JSON value to text (to aggregate or compare it; re-parse with json_parse). -#}
 {% macro json_to_text(expr) %}cast({{ expr }} as varchar){% endmacro %}
 
-{#- Build a JSON object from (key, SQL expression) pairs. -#}
-{% macro json_object_of(pairs) %}{{ return(adapter.dispatch('json_object_of')(pairs)) }}{% endmacro %}
-{% macro default__json_object_of(pairs) %}json_object({% for k, v in pairs %}'{{ k }}', {{ v }}{% if not loop.last %}, {% endif %}{% endfor %}){% endmacro %}
-{% macro postgres__json_object_of(pairs) %}jsonb_build_object({% for k, v in pairs %}'{{ k }}', {{ v }}{% if not loop.last %}, {% endif %}{% endfor %}){% endmacro %}
-
-{#- Aggregate JSON values into an ordered JSON array. -#}
-{% macro json_array_agg(expr, order_by) %}{{ return(adapter.dispatch('json_array_agg')(expr, order_by)) }}{% endmacro %}
-{#- DuckDB's json_group_array is a macro that takes no ORDER BY: aggregate a list, then to JSON. -#}
-{% macro default__json_array_agg(expr, order_by) %}to_json(list({{ expr }} order by {{ order_by }})){% endmacro %}
-{% macro postgres__json_array_agg(expr, order_by) %}jsonb_agg({{ expr }} order by {{ order_by }}){% endmacro %}
+{#- Aggregate one JSON object per row, built from (key, SQL expression) pairs, into a JSON
+    array ordered by the expressions of `order_by` (a list). -#}
+{% macro json_object_array_agg(pairs, order_by) %}{{ return(adapter.dispatch('json_object_array_agg')(pairs, order_by)) }}{% endmacro %}
+{#- DuckDB: a list of native structs, sorted by list_sort on leading sort keys and rendered once
+    by to_json (an ORDER BY inside the aggregate, or json_object per row, is several times slower
+    on many groups). -#}
+{% macro default__json_object_array_agg(pairs, order_by) -%}
+to_json(list_transform(list_sort(list(struct_pack(
+    {%- for o in order_by %}sort_key_{{ loop.index }} := {{ o }}, {% endfor -%}
+    item := struct_pack({% for k, v in pairs %}{{ k }} := {{ v }}{% if not loop.last %}, {% endif %}{% endfor %})
+))), lambda entry: entry.item))
+{%- endmacro %}
+{% macro postgres__json_object_array_agg(pairs, order_by) -%}
+jsonb_agg(jsonb_build_object({% for k, v in pairs %}'{{ k }}', {{ v }}{% if not loop.last %}, {% endif %}{% endfor %}) order by {{ order_by | join(', ') }})
+{%- endmacro %}

@@ -27,7 +27,7 @@ select
     entity_result_id,
     max(canonical_node_id) as canonical_node_id,
     max(run_id) as run_id,
-    {{ json_array_agg(json_object_of([
+    {{ json_object_array_agg([
         ('method_id', 'statistical_method_id'),
         ('method_name', 'statistical_method_short_name'),
         ('method_full', 'statistical_method'),
@@ -54,7 +54,7 @@ select
         ('latest_robust_zscore_anomaly', 'latest_robust_zscore_anomaly'),
         ('mean_robust_zscore_anomaly', 'mean_robust_zscore_anomaly'),
         ('slope_anomaly', 'slope_anomaly'),
-    ]), binary_sort('statistical_method_short_name') ~ ', ' ~ binary_sort('statistical_method')) }} as statistical_methods,
+    ], [binary_sort('statistical_method_short_name'), binary_sort('statistical_method')]) }} as statistical_methods,
     max(case when statistical_method_short_name = 'simple_zscore' then simple_zscore end) as primary_simple_zscore,
     max(case when statistical_method_short_name = 'simple_zscore' then percentile_rank end) as primary_percentile_rank,
     max(case when statistical_method_short_name = 'simple_zscore' then peer_mean end) as primary_peer_mean,

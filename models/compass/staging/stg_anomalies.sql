@@ -1,4 +1,12 @@
 {#- One row per anomaly method per statistical method per entity result. -#}
+{%- set fields = [
+    ('anomaly_classification', 'anomaly', 'text'),
+    ('anomaly_method', 'anomaly_method', 'text'),
+    ('applies_to', 'applies_to', 'text'),
+    ('statistic_value', 'statistic_value', 'number'),
+    ('interpretation_rendered', 'interpretation.rendered', 'text'),
+    ('interpretation_template_id', 'interpretation.template_id', 'text'),
+] -%}
 with
 
 methods as (
@@ -20,7 +28,7 @@ profiles as (
     {{ json_array_rows('methods.anomalies_json', '', 'profile') }}
 ),
 
-anomalies as (
+anomaly_documents as (
     select
         profiles.statistical_method_id,
         profiles.entity_result_id,
@@ -29,14 +37,22 @@ anomalies as (
         profiles.facility_id,
         profiles.service_line,
         profiles.anomaly_profile,
-        {{ json_text('anomaly.value', 'anomaly') }} as anomaly_classification,
-        {{ json_text('anomaly.value', 'anomaly_method') }} as anomaly_method,
-        {{ json_text('anomaly.value', 'applies_to') }} as applies_to,
-        {{ json_number('anomaly.value', 'statistic_value') }} as statistic_value,
-        {{ json_text('anomaly.value', 'interpretation.rendered') }} as interpretation_rendered,
-        {{ json_text('anomaly.value', 'interpretation.template_id') }} as interpretation_template_id
+        {{ json_extract_fields('anomaly.value', fields) }} as extracted
     from profiles
     {{ json_array_rows('profiles.anomaly_methods', '', 'anomaly') }}
+),
+
+anomalies as (
+    select
+        statistical_method_id,
+        entity_result_id,
+        canonical_node_id,
+        run_id,
+        facility_id,
+        service_line,
+        anomaly_profile,
+        {{ json_unpack('extracted', fields) }}
+    from anomaly_documents
 )
 
 select

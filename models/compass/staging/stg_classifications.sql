@@ -1,3 +1,25 @@
+{%- set fields = [
+    ('canonical_node_id', 'node_id', 'text'),
+    ('entity_key', 'entity_key', 'json'),
+    ('metric_id', 'metric_id', 'text'),
+    ('classification_version', 'classification_version', 'text'),
+    ('signal_type', 'signal_type', 'text'),
+    ('severity', 'severity', 'integer'),
+    ('severity_range', 'severity_range', 'json'),
+    ('inputs', 'inputs', 'json'),
+    ('derived_indicators', 'derived_indicators', 'json'),
+    ('classification_reasoning', 'classification_reasoning', 'text'),
+    ('severity_calculation', 'severity_calculation', 'json'),
+    ('suppressed_flag', 'suppressed', 'boolean'),
+    ('period_count', 'period_count', 'integer'),
+    ('magnitude_tier', 'magnitude_tier', 'text'),
+    ('trajectory_tier', 'trajectory_tier', 'text'),
+    ('consistency_tier', 'consistency_tier', 'text'),
+    ('coefficient_of_variation', 'coefficient_of_variation', 'number'),
+    ('system_name', 'entity_key.systemName', 'text'),
+    ('facility_id', 'entity_key.medicareId', 'text'),
+    ('service_line', 'entity_key.vizientServiceLine', 'text'),
+] -%}
 {#- One row per node x entity x metric classification of the selected run; suppressed
     classifications (no score) are left out. -#}
 with
@@ -6,9 +28,25 @@ source as (
     {{ compass_run_rows('raw_classifications') }}
 ),
 
-parsed as (
-    select id as raw_classification_id, run_id, file_path, loaded_at, {{ json_parse('json_data') }} as doc
+extracted as (
+    -- one pass over each document for every path
+    select
+        id as raw_classification_id,
+        run_id,
+        file_path,
+        loaded_at,
+        {{ json_extract_fields(json_doc('json_data'), fields) }} as extracted
     from source
+),
+
+unpacked as (
+    select raw_classification_id, run_id, file_path, loaded_at, {{ json_unpack('extracted', fields) }}
+    from extracted
+),
+
+parsed as materialized (
+    select * from unpacked
+    where not coalesce(suppressed_flag, false)
 ),
 
 key_rows as (
@@ -17,7 +55,7 @@ key_rows as (
         entity_key.key as field_id,
         entity_key.value_text as field_value
     from parsed
-    {{ json_object_rows('parsed.doc', 'entity_key', 'entity_key') }}
+    {{ json_object_rows('parsed.entity_key', '', 'entity_key') }}
 ),
 
 entity_keys as (
@@ -38,27 +76,27 @@ entity_keys as (
 classifications as (
     select
         parsed.run_id,
-        {{ json_text('parsed.doc', 'node_id') }} as canonical_node_id,
-        {{ json_get('parsed.doc', 'entity_key') }} as entity_key,
+        parsed.canonical_node_id,
+        parsed.entity_key,
         coalesce(entity_keys.entity_key_text, '{}') as entity_key_text,
-        {{ json_text('parsed.doc', 'metric_id') }} as metric_id,
-        {{ json_text('parsed.doc', 'classification_version') }} as classification_version,
-        {{ json_text('parsed.doc', 'signal_type') }} as signal_type,
-        {{ json_integer('parsed.doc', 'severity') }} as severity,
-        {{ json_get('parsed.doc', 'severity_range') }} as severity_range,
-        {{ json_get('parsed.doc', 'inputs') }} as inputs,
-        {{ json_get('parsed.doc', 'derived_indicators') }} as derived_indicators,
-        {{ json_text('parsed.doc', 'classification_reasoning') }} as classification_reasoning,
-        {{ json_get('parsed.doc', 'severity_calculation') }} as severity_calculation,
-        coalesce({{ json_boolean('parsed.doc', 'suppressed') }}, false) as suppressed,
-        {{ json_integer('parsed.doc', 'period_count') }} as period_count,
-        {{ json_text('parsed.doc', 'magnitude_tier') }} as magnitude_tier,
-        {{ json_text('parsed.doc', 'trajectory_tier') }} as trajectory_tier,
-        {{ json_text('parsed.doc', 'consistency_tier') }} as consistency_tier,
-        {{ round_decimal(json_number('parsed.doc', 'coefficient_of_variation'), 4) }} as coefficient_of_variation,
-        {{ json_text('parsed.doc', 'entity_key.systemName') }} as system_name,
-        {{ json_text('parsed.doc', 'entity_key.medicareId') }} as facility_id,
-        {{ json_text('parsed.doc', 'entity_key.vizientServiceLine') }} as service_line,
+        parsed.metric_id,
+        parsed.classification_version,
+        parsed.signal_type,
+        parsed.severity,
+        parsed.severity_range,
+        parsed.inputs,
+        parsed.derived_indicators,
+        parsed.classification_reasoning,
+        parsed.severity_calculation,
+        coalesce(parsed.suppressed_flag, false) as suppressed,
+        parsed.period_count,
+        parsed.magnitude_tier,
+        parsed.trajectory_tier,
+        parsed.consistency_tier,
+        {{ round_decimal('parsed.coefficient_of_variation', 4) }} as coefficient_of_variation,
+        parsed.system_name,
+        parsed.facility_id,
+        parsed.service_line,
         md5(coalesce(entity_keys.entity_dimensions_text, '{}')) as entity_key_hash,
         parsed.file_path,
         parsed.loaded_at

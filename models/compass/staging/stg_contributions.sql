@@ -1,4 +1,38 @@
 {{ config(materialized='view') }}
+{%- set fields = [
+    ('record_timestamp', 'timestamp', 'text'),
+    ('parent_node_id', 'parent_node_id', 'text'),
+    ('parent_node_file', 'parent_node_file', 'text'),
+    ('child_node_id', 'child_node_id', 'text'),
+    ('child_node_file', 'child_node_file', 'text'),
+    ('parent_entity', 'parent_entity', 'json'),
+    ('child_entity', 'child_entity', 'json'),
+    ('parent_facility_id', 'parent_entity.medicareId', 'text'),
+    ('parent_service_line', 'parent_entity.vizientServiceLine', 'text'),
+    ('child_facility_id', 'child_entity.medicareId', 'text'),
+    ('child_service_line', 'child_entity.vizientServiceLine', 'text'),
+    ('child_sub_service_line', 'child_entity.vizientSubServiceLine', 'text'),
+    ('child_admission_status', 'child_entity.admissionStatus', 'text'),
+    ('child_discharge_status', 'child_entity.dischargeStatus', 'text'),
+    ('child_payer_segment', 'child_entity.payerSegment', 'text'),
+    ('child_admission_source', 'child_entity.admissionSource', 'text'),
+    ('metric_id', 'metric_id', 'text'),
+    ('contribution_method', 'method', 'text'),
+    ('child_value', 'child_value', 'number'),
+    ('parent_value', 'parent_value', 'number'),
+    ('weight_field', 'weight_field', 'text'),
+    ('weight_value', 'weight_value', 'number'),
+    ('weight_share', 'weight_share', 'number'),
+    ('weighted_child_value', 'weighted_child_value', 'number'),
+    ('contribution_value', 'contribution_value', 'number'),
+    ('raw_component', 'raw_component', 'number'),
+    ('excess_over_parent', 'excess_over_parent', 'number'),
+    ('parent_statistics', 'parent_statistics', 'json'),
+    ('assumptions', 'assumptions', 'json'),
+    ('fallbacks', 'fallbacks', 'json'),
+    ('missing_inputs', 'missing_inputs', 'json'),
+    ('dataset_row_locator', 'dataset_row_locator', 'json'),
+] -%}
 {#- One row per parent-child entity pair per metric of the selected run. -#}
 with
 
@@ -7,45 +41,15 @@ source as (
 ),
 
 parsed as (
-    select run_id, file_path, loaded_at, {{ json_parse('json_data') }} as doc
+    -- one pass over each document for every path
+    select run_id, file_path, loaded_at, {{ json_extract_fields(json_doc('json_data'), fields) }} as extracted
     from source
 ),
 
 contributions as (
     select
         run_id,
-        {{ json_text('doc', 'timestamp') }} as record_timestamp,
-        {{ json_text('doc', 'parent_node_id') }} as parent_node_id,
-        {{ json_text('doc', 'parent_node_file') }} as parent_node_file,
-        {{ json_text('doc', 'child_node_id') }} as child_node_id,
-        {{ json_text('doc', 'child_node_file') }} as child_node_file,
-        {{ json_get('doc', 'parent_entity') }} as parent_entity,
-        {{ json_get('doc', 'child_entity') }} as child_entity,
-        {{ json_text('doc', 'parent_entity.medicareId') }} as parent_facility_id,
-        {{ json_text('doc', 'parent_entity.vizientServiceLine') }} as parent_service_line,
-        {{ json_text('doc', 'child_entity.medicareId') }} as child_facility_id,
-        {{ json_text('doc', 'child_entity.vizientServiceLine') }} as child_service_line,
-        {{ json_text('doc', 'child_entity.vizientSubServiceLine') }} as child_sub_service_line,
-        {{ json_text('doc', 'child_entity.admissionStatus') }} as child_admission_status,
-        {{ json_text('doc', 'child_entity.dischargeStatus') }} as child_discharge_status,
-        {{ json_text('doc', 'child_entity.payerSegment') }} as child_payer_segment,
-        {{ json_text('doc', 'child_entity.admissionSource') }} as child_admission_source,
-        {{ json_text('doc', 'metric_id') }} as metric_id,
-        {{ json_text('doc', 'method') }} as contribution_method,
-        {{ json_number('doc', 'child_value') }} as child_value,
-        {{ json_number('doc', 'parent_value') }} as parent_value,
-        {{ json_text('doc', 'weight_field') }} as weight_field,
-        {{ json_number('doc', 'weight_value') }} as weight_value,
-        {{ json_number('doc', 'weight_share') }} as weight_share,
-        {{ json_number('doc', 'weighted_child_value') }} as weighted_child_value,
-        {{ json_number('doc', 'contribution_value') }} as contribution_value,
-        {{ json_number('doc', 'raw_component') }} as raw_component,
-        {{ json_number('doc', 'excess_over_parent') }} as excess_over_parent,
-        {{ json_get('doc', 'parent_statistics') }} as parent_statistics,
-        {{ json_get('doc', 'assumptions') }} as assumptions,
-        {{ json_get('doc', 'fallbacks') }} as fallbacks,
-        {{ json_get('doc', 'missing_inputs') }} as missing_inputs,
-        {{ json_get('doc', 'dataset_row_locator') }} as dataset_row_locator,
+        {{ json_unpack('extracted', fields) }},
         file_path,
         loaded_at
     from parsed

@@ -6,29 +6,38 @@ source as (
     {{ compass_run_rows('raw_entity_results') }}
 ),
 
+{%- set fields = [
+    ('entity_fields', 'entity', 'json'),
+    ('metric_id', 'metric.0.metadata.metric_id', 'text'),
+    ('metric_values', 'metric.0.values', 'json'),
+    ('metric_timeline', 'metric.0.values.timeline', 'json'),
+    ('metadata', 'metadata', 'json'),
+    ('metadata_system_name', 'metadata.systemName', 'text'),
+    ('encounters', 'metadata.encounters', 'integer'),
+    ('metadata_per_period', 'metadata.per_period', 'json'),
+    ('statistical_methods_json', 'statistical_methods', 'json'),
+] %}
+
 parsed as (
+    -- one pass over each document for every path
     select
         id as raw_entity_result_id,
         run_id,
         canonical_node_id,
         file_path,
         loaded_at,
-        {{ json_parse('json_data') }} as doc
+        {{ json_extract_fields(json_doc('json_data'), fields) }} as extracted
     from source
 ),
 
-parts as (
+parts as materialized (
     select
         raw_entity_result_id,
         run_id,
         canonical_node_id,
         file_path,
         loaded_at,
-        {{ json_get('doc', 'entity') }} as entity_fields,
-        {{ json_text('doc', 'metric.0.metadata.metric_id') }} as metric_id,
-        {{ json_get('doc', 'metric.0.values') }} as metric_values,
-        {{ json_get('doc', 'metadata') }} as metadata,
-        {{ json_get('doc', 'statistical_methods') }} as statistical_methods_json
+        {{ json_unpack('extracted', fields) }}
     from parsed
 ),
 
@@ -67,7 +76,7 @@ timeline_points as (
         {{ json_text('point.value', 'period') }} as period,
         {{ json_number('point.value', 'value') }} as point_value
     from parts
-    {{ json_array_rows('parts.metric_values', 'timeline', 'point') }}
+    {{ json_array_rows('parts.metric_timeline', '', 'point') }}
 ),
 
 latest_points as (
@@ -87,22 +96,22 @@ final as (
         parts.run_id,
         {{ extract_feature_type('parts.canonical_node_id') }} as feature_type,
         parts.entity_fields,
-        coalesce({{ json_text('parts.metadata', 'systemName') }}, entity_keys.entity_system_name) as system_name,
+        coalesce(parts.metadata_system_name, entity_keys.entity_system_name) as system_name,
         entity_keys.facility_id,
         entity_keys.service_line,
         entity_keys.sub_service_line,
         entity_keys.entity_key_text,
         {{ json_parse('entity_keys.entity_dimensions_text') }} as entity_dimensions,
         md5(entity_keys.entity_dimensions_text) as entity_dimensions_hash,
-        {{ json_integer('parts.metadata', 'encounters') }} as encounters,
-        {{ json_get('parts.metadata', 'per_period') }} as metadata_per_period,
+        parts.encounters,
+        parts.metadata_per_period,
         parts.metric_id,
         case
-            when {{ json_get('parts.metric_values', 'timeline') }} is null
+            when parts.metric_timeline is null
                 then {{ json_number('parts.metric_values', '') }}
             else latest_points.point_value
         end as metric_value,
-        {{ json_get('parts.metric_values', 'timeline') }} as metric_timeline,
+        parts.metric_timeline,
         parts.statistical_methods_json,
         parts.metadata,
         parts.file_path,

@@ -28,7 +28,7 @@ facets as (
         {{ json_get('facet.value', 'method_statistics') }} as stats,
         {{ json_get('facet.value', 'facet_counts') }} as counts
     from methods
-    {{ json_array_rows('methods.facets', '', 'facet') }}
+    {{ json_array_rows('methods.facets', '', 'facet', with_index=true) }}
 ),
 
 facet_value_rows as (

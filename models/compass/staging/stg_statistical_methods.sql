@@ -1,4 +1,31 @@
 {#- One row per statistical method per entity result. -#}
+{%- set fields = [
+    ('statistical_method', 'statistical_method', 'text'),
+    ('runtime_status', 'runtime.status', 'text'),
+    ('has_issues', 'runtime.summary.has_issues', 'boolean'),
+    ('simple_zscore', 'statistics.simple_zscore', 'number'),
+    ('robust_zscore', 'statistics.robust_zscore', 'number'),
+    ('percentile_rank', 'statistics.percentile_rank', 'number'),
+    ('peer_mean', 'statistics.peer_mean', 'number'),
+    ('peer_std', 'statistics.peer_std', 'number'),
+    ('peer_median', 'statistics.peer_median', 'number'),
+    ('peer_mad', 'statistics.peer_mad', 'number'),
+    ('peer_count', 'runtime.anomaly_statistics.peer_count', 'integer'),
+    ('suppressed_flag', 'statistics.suppressed', 'boolean'),
+    ('latest_simple_zscore', 'statistics.latest_simple_zscore', 'number'),
+    ('mean_simple_zscore', 'statistics.mean_simple_zscore', 'number'),
+    ('latest_robust_zscore', 'statistics.latest_robust_zscore', 'number'),
+    ('mean_robust_zscore', 'statistics.mean_robust_zscore', 'number'),
+    ('latest_period', 'statistics.latest_period', 'text'),
+    ('slope', 'statistics.slope', 'number'),
+    ('slope_percentile', 'statistics.slope_percentile', 'number'),
+    ('acceleration', 'statistics.acceleration', 'number'),
+    ('trend_direction', 'statistics.trend_direction', 'text'),
+    ('momentum', 'statistics.momentum', 'text'),
+    ('per_period_simple_zscores', 'statistics.per_period_simple_zscores', 'json'),
+    ('per_period_robust_zscores', 'statistics.per_period_robust_zscores', 'json'),
+    ('anomalies_json', 'anomalies', 'json'),
+] -%}
 with
 
 entity_results as (
@@ -16,19 +43,27 @@ node_methods as (
     {{ json_array_rows('nodes.raw_json', 'statistical_methods', 'method') }}
 ),
 
-methods as (
+method_documents as (
     select
         entity_results.entity_result_id,
         entity_results.canonical_node_id,
         entity_results.run_id,
         entity_results.facility_id,
         entity_results.service_line,
-        {{ json_text('method.value', 'statistical_method') }} as statistical_method,
-        {{ json_get('method.value', 'statistics') }} as statistics,
-        {{ json_get('method.value', 'runtime') }} as runtime,
-        {{ json_get('method.value', 'anomalies') }} as anomalies_json
+        {{ json_extract_fields('method.value', fields) }} as extracted
     from entity_results
     {{ json_array_rows('entity_results.statistical_methods_json', '', 'method') }}
+),
+
+methods as (
+    select
+        entity_result_id,
+        canonical_node_id,
+        run_id,
+        facility_id,
+        service_line,
+        {{ json_unpack('extracted', fields) }}
+    from method_documents
 ),
 
 final as (
@@ -47,31 +82,28 @@ final as (
             else split_part(methods.statistical_method, '__', 2)
         end as statistical_method_short_name,
         split_part(methods.statistical_method, '__', 3) as method_set,
-        {{ json_text('methods.runtime', 'status') }} as runtime_status,
-        {{ json_boolean('methods.runtime', 'summary.has_issues') }} as has_issues,
-        {{ json_number('methods.statistics', 'simple_zscore') }} as simple_zscore,
-        {{ json_number('methods.statistics', 'robust_zscore') }} as robust_zscore,
-        {{ json_number('methods.statistics', 'percentile_rank') }} as percentile_rank,
-        {{ json_number('methods.statistics', 'peer_mean') }} as peer_mean,
-        {{ json_number('methods.statistics', 'peer_std') }} as peer_std,
-        {{ json_number('methods.statistics', 'peer_median') }} as peer_median,
-        {{ json_number('methods.statistics', 'peer_mad') }} as peer_mad,
-        {{ json_integer('methods.runtime', 'anomaly_statistics.peer_count') }} as peer_count,
-        coalesce({{ json_boolean('methods.statistics', 'suppressed') }}, false) as suppressed,
-        {{ json_number('methods.statistics', 'latest_simple_zscore') }} as latest_simple_zscore,
-        {{ json_number('methods.statistics', 'mean_simple_zscore') }} as mean_simple_zscore,
-        {{ json_number('methods.statistics', 'latest_robust_zscore') }} as latest_robust_zscore,
-        {{ json_number('methods.statistics', 'mean_robust_zscore') }} as mean_robust_zscore,
-        {{ json_text('methods.statistics', 'latest_period') }} as latest_period,
-        {{ json_number('methods.statistics', 'slope') }} as slope,
-        {{ json_number('methods.statistics', 'slope_percentile') }} as slope_percentile,
-        {{ json_number('methods.statistics', 'acceleration') }} as acceleration,
-        {{ json_text('methods.statistics', 'trend_direction') }} as trend_direction,
-        {{ json_text('methods.statistics', 'momentum') }} as momentum,
-        coalesce(
-            {{ json_get('methods.statistics', 'per_period_simple_zscores') }},
-            {{ json_get('methods.statistics', 'per_period_robust_zscores') }}
-        ) as monthly_z_scores,
+        methods.runtime_status,
+        methods.has_issues,
+        methods.simple_zscore,
+        methods.robust_zscore,
+        methods.percentile_rank,
+        methods.peer_mean,
+        methods.peer_std,
+        methods.peer_median,
+        methods.peer_mad,
+        methods.peer_count,
+        coalesce(methods.suppressed_flag, false) as suppressed,
+        methods.latest_simple_zscore,
+        methods.mean_simple_zscore,
+        methods.latest_robust_zscore,
+        methods.mean_robust_zscore,
+        methods.latest_period,
+        methods.slope,
+        methods.slope_percentile,
+        methods.acceleration,
+        methods.trend_direction,
+        methods.momentum,
+        coalesce(methods.per_period_simple_zscores, methods.per_period_robust_zscores) as monthly_z_scores,
         methods.anomalies_json,
         node_methods.percentile_trends,
         current_timestamp as dbt_updated_at
