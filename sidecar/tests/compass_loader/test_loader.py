@@ -173,7 +173,14 @@ def test_text_survives_byte_for_byte(dbt_project, runs, tmp_path):
     line["classification_reasoning"] = 'a "quoted", comma; back\\slash \\n; é ✓ 中; ""'
     text = json.dumps(line, ensure_ascii=False)
     copy = corrupt(one, tmp_path, rel, 1, text.encode() + b"\r")
+    node = copy / "results" / "nodes" / "losIndex__medicareId__dischargeMonth.jsonl"
+    lines = node.read_bytes().splitlines()
+    node.write_bytes(b"".join(x + b"\r\n" for x in lines))  # a file written on Windows
     assert load(dbt_project, copy).returncode == 0
     stored = dbt_project.query("select json_data from raw.raw_classifications "
                                "where json_data like '%back%slash%'")
     assert stored == [(text,)]
+    assert counts(dbt_project, one.name) == expected_rows(one)
+    assert sorted(dbt_project.query(
+        "select json_data from raw.raw_entity_results where canonical_node_id = "
+        "'losIndex__medicareId__dischargeMonth'")) == sorted((x.decode(),) for x in lines[1:])
