@@ -24,6 +24,11 @@ install: $(VENV)/.installed ## Create .venv and install the project with its dev
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	@touch $@
+
+# The integration tests also need the optional extras (a real Soda scan, Dagster in-process).
+$(VENV)/.installed-extras: $(VENV)/.installed
 	$(BIN)/pip install --quiet -e ".[dev,soda,dagster]"
 	@touch $@
 
@@ -51,7 +56,7 @@ freshness: deps ## dbt source freshness
 docs: deps ## dbt docs generate
 	$(DBT) docs generate $(DBT_FLAGS)
 
-test: install ## Run the pytest suite (DuckDB and PostgreSQL)
+test: $(VENV)/.installed-extras ## Run the pytest suite (DuckDB and PostgreSQL; installs the soda and dagster extras)
 	$(BIN)/pytest
 
 lint: install ## sqlfluff (dbt templater) and ruff
