@@ -65,9 +65,14 @@ def dataset_name(unique_id: str, manifest: Manifest | None = None) -> str:
     return parts[2] if len(parts) > 2 else unique_id
 
 
+# dbt's preamble repeats what the recommendation already names: "Runtime Error in test x (path)"
+_PREAMBLE = re.compile(r"^(?:Runtime|Database|Compilation|Dependency) Error in \w+ .*? "
+                       r"\([^)]*\)\s*")
+
+
 def _clean(message: str | None) -> str:
     """One readable line: whitespace collapsed, bounded (dbt errors can span pages)."""
-    text = re.sub(r"\s+", " ", message or "").strip()
+    text = _PREAMBLE.sub("", re.sub(r"\s+", " ", message or "").strip())
     return text if len(text) <= _MESSAGE_LIMIT else text[:_MESSAGE_LIMIT - 1] + "…"
 
 

@@ -75,10 +75,13 @@ def test_warning_test_is_a_warning_recommendation_and_counts_against_the_score()
 
 
 def test_erroring_test_is_high_test_error_and_fails_the_job():
-    s = ship(dtest("broken_orders", "error", message="Runtime Error\n  column x\n  not found"))
+    s = ship(dtest("broken_orders", "error", message="Runtime Error in test broken_orders "
+                   "(tests/broken_orders.sql)\n  Binder Error: column x\n  not found"))
     [(level, type_, _, _, content)] = recs(s)
     assert (level, type_) == ("high", "Test error")
-    assert "column x not found" in content  # the message, on one line
+    # dbt's message on one line, without the preamble that repeats the test's name
+    assert content == ("Test broken could not run on model orders (dbt test broken_orders): "
+                       "Binder Error: column x not found")
     assert metrics(s, "orders")["tests_errored"] == 1
     assert metrics(s, "orders")["score"] == "0.00"
     assert s.job.status == "failed"
