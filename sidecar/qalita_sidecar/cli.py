@@ -57,7 +57,10 @@ class EitherLedger:
         return (self.table is not None and self.table.shipped(key)) or self.file.shipped(key)
 
     def record(self, shipment: Shipment, job_id: int | None) -> None:
-        (self.table or self.file).record(shipment, job_id)
+        # dbt runs go next to their results; other tools' runs (flushed from the same outbox)
+        # go to the file their own `ingest` consults
+        use_table = self.table is not None and shipment.origin == "dbt"
+        (self.table if use_table else self.file).record(shipment, job_id)  # type: ignore[union-attr]
 
     def describe(self) -> str:
         if self.table is not None:
