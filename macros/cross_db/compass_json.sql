@@ -73,6 +73,77 @@ cross join lateral (
 ) as {{ alias }}
 {%- endmacro %}
 
+{#- A SELECT of `relation` with one row per element of the array at `path` of `doc`: the
+    `carry` columns, then one typed column per field of `fields` = [(column, path in the
+    element, kind)], kind text | number | integer | boolean | json. Anything but an array gives
+    no rows. -#}
+{% macro json_unnest_records(relation, carry, doc, path, fields) %}{{ return(adapter.dispatch('json_unnest_records')(relation, carry, doc, path, fields)) }}{% endmacro %}
+
+{#- DuckDB: json_transform parses each array once into native structs (one pass for all fields),
+    and a select-list unnest expands them. Not a LATERAL join: DuckDB would de-duplicate and
+    hash-join on the (large) JSON text of the correlated column. -#}
+{% macro default__json_unnest_records(relation, carry, doc, path, fields) -%}
+  {%- set duck_types = {'text': 'VARCHAR', 'number': 'DOUBLE', 'integer': 'DOUBLE', 'boolean': 'BOOLEAN', 'json': 'JSON'} -%}
+  {%- set structure = {} -%}
+  {%- for column, field_path, kind in fields -%}
+    {%- set node = namespace(d=structure) -%}
+    {%- for seg in field_path.split('.') -%}
+      {%- if loop.last -%}
+        {%- do node.d.update({seg: duck_types[kind]}) -%}
+      {%- else -%}
+        {%- if seg not in node.d -%}{%- do node.d.update({seg: {}}) -%}{%- endif -%}
+        {%- set node.d = node.d[seg] -%}
+      {%- endif -%}
+    {%- endfor -%}
+  {%- endfor -%}
+  {%- set array_path = compass_json_path_duckdb(path) -%}
+select
+    {%- for c in carry %}
+    {{ c }},
+    {%- endfor %}
+    {%- for column, field_path, kind in fields %}
+    {% if kind == 'integer' -%}
+    cast(round(record."{{ field_path.split('.') | join('"."') }}") as bigint)
+    {%- else -%}
+    record."{{ field_path.split('.') | join('"."') }}"
+    {%- endif %} as {{ column }}{% if not loop.last %},{% endif %}
+    {%- endfor %}
+from (
+    select
+        {%- for c in carry %}
+        {{ c }},
+        {%- endfor %}
+        unnest(json_transform(
+            case when json_type({{ doc }}, {{ array_path }}) = 'ARRAY' then json_extract({{ doc }}, {{ array_path }}) end,
+            '{{ tojson([structure]) }}'
+        )) as record
+    from {{ relation }}
+) as unnested
+{%- endmacro %}
+
+{% macro postgres__json_unnest_records(relation, carry, doc, path, fields) -%}
+  {%- set pg_types = {'number': 'double precision', 'boolean': 'boolean'} -%}
+select
+    {%- for c in carry %}
+    {{ c }},
+    {%- endfor %}
+    {%- for column, field_path, kind in fields %}
+    {% if kind == 'json' -%}
+    {{ json_get('e.value', field_path) }}
+    {%- elif kind == 'integer' -%}
+    cast(round(cast({{ json_text('e.value', field_path) }} as double precision)) as bigint)
+    {%- elif kind in pg_types -%}
+    cast({{ json_text('e.value', field_path) }} as {{ pg_types[kind] }})
+    {%- else -%}
+    {{ json_text('e.value', field_path) }}
+    {%- endif %} as {{ column }}{% if not loop.last %},{% endif %}
+    {%- endfor %}
+from {{ relation }}
+cross join lateral jsonb_array_elements(
+    case when jsonb_typeof({{ json_get(doc, path) }}) = 'array' then {{ json_get(doc, path) }} else '[]'::jsonb end
+) as e(value)
+{%- endmacro %}
+
 {#- FROM-clause fragment: one row per key of the object at `path`, as `alias.key` and
     `alias.value_text` (scalars unquoted). Anything but an object gives no rows. -#}
 {% macro json_object_rows(doc, path, alias) %}{{ return(adapter.dispatch('json_object_rows')(doc, path, alias)) }}{% endmacro %}

@@ -15,44 +15,13 @@ methods as (
 ),
 
 profiles as (
-    select
-        methods.statistical_method_id,
-        methods.entity_result_id,
-        methods.canonical_node_id,
-        methods.run_id,
-        methods.facility_id,
-        methods.service_line,
-        {{ json_text('profile.value', 'anomaly_profile') }} as anomaly_profile,
-        {{ json_get('profile.value', 'methods') }} as anomaly_methods
-    from methods
-    {{ json_array_rows('methods.anomalies_json', '', 'profile') }}
-),
-
-anomaly_documents as (
-    select
-        profiles.statistical_method_id,
-        profiles.entity_result_id,
-        profiles.canonical_node_id,
-        profiles.run_id,
-        profiles.facility_id,
-        profiles.service_line,
-        profiles.anomaly_profile,
-        {{ json_extract_fields('anomaly.value', fields) }} as extracted
-    from profiles
-    {{ json_array_rows('profiles.anomaly_methods', '', 'anomaly') }}
+    {{ json_unnest_records('methods', ['statistical_method_id', 'entity_result_id', 'canonical_node_id', 'run_id', 'facility_id', 'service_line'],
+        'anomalies_json', '', [('anomaly_profile', 'anomaly_profile', 'text'), ('anomaly_methods', 'methods', 'json')]) }}
 ),
 
 anomalies as (
-    select
-        statistical_method_id,
-        entity_result_id,
-        canonical_node_id,
-        run_id,
-        facility_id,
-        service_line,
-        anomaly_profile,
-        {{ json_unpack('extracted', fields) }}
-    from anomaly_documents
+    {{ json_unnest_records('profiles', ['statistical_method_id', 'entity_result_id', 'canonical_node_id', 'run_id', 'facility_id', 'service_line', 'anomaly_profile'],
+        'anomaly_methods', '', fields) }}
 )
 
 select

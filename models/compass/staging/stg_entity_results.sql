@@ -42,12 +42,8 @@ parts as materialized (
 ),
 
 entity_field_rows as (
-    select
-        parts.raw_entity_result_id,
-        {{ json_text('field.value', 'id') }} as field_id,
-        {{ json_text('field.value', 'value') }} as field_value
-    from parts
-    {{ json_array_rows('parts.entity_fields', '', 'field') }}
+    {{ json_unnest_records('parts', ['raw_entity_result_id'], 'entity_fields', '',
+        [('field_id', 'id', 'text'), ('field_value', 'value', 'text')]) }}
 ),
 
 entity_keys as (
@@ -71,12 +67,8 @@ entity_keys as (
 ),
 
 timeline_points as (
-    select
-        parts.raw_entity_result_id,
-        {{ json_text('point.value', 'period') }} as period,
-        {{ json_number('point.value', 'value') }} as point_value
-    from parts
-    {{ json_array_rows('parts.metric_timeline', '', 'point') }}
+    {{ json_unnest_records('parts', ['raw_entity_result_id'], 'metric_timeline', '',
+        [('period', 'period', 'text'), ('point_value', 'value', 'number')]) }}
 ),
 
 latest_points as (

@@ -43,27 +43,10 @@ node_methods as (
     {{ json_array_rows('nodes.raw_json', 'statistical_methods', 'method') }}
 ),
 
-method_documents as (
-    select
-        entity_results.entity_result_id,
-        entity_results.canonical_node_id,
-        entity_results.run_id,
-        entity_results.facility_id,
-        entity_results.service_line,
-        {{ json_extract_fields('method.value', fields) }} as extracted
-    from entity_results
-    {{ json_array_rows('entity_results.statistical_methods_json', '', 'method') }}
-),
-
 methods as (
-    select
-        entity_result_id,
-        canonical_node_id,
-        run_id,
-        facility_id,
-        service_line,
-        {{ json_unpack('extracted', fields) }}
-    from method_documents
+    -- one typed record per method, all its fields read in one pass
+    {{ json_unnest_records('entity_results', ['entity_result_id', 'canonical_node_id', 'run_id', 'facility_id', 'service_line'],
+        'statistical_methods_json', '', fields) }}
 ),
 
 final as (
