@@ -146,11 +146,20 @@ def _r(x: float | None, nd: int = 6) -> float | None:
     return None if x is None else round(x, nd)
 
 
+def medicare_id(i: int) -> str:
+    """6 digits like a CMS Certification Number (2-digit state, 4-digit sequence), unique for
+    900k facilities: 010001, 020002, ... 090009 (the ref_facilities seed's ids), 010010, ..."""
+    if i < 9999:
+        return f"{i % 9 + 1:02d}{i + 1:04d}"
+    j = i - 9999
+    return f"{10 + j // 9999 % 90:02d}{j % 9999 + 1:04d}"
+
+
 def make_facilities(cfg: GenerateConfig) -> list[Facility]:
     out = []
     for i in range(cfg.facility_count()):
         rng = random.Random(f"{cfg.seed}|facility|{i}")
-        mid = f"{i % 9 + 1:02d}{i + 1:04d}"  # 010001, 020002, ... like Medicare CCNs
+        mid = medicare_id(i)
         lines = tuple(sorted(rng.sample(SERVICE_LINES, SL_PER_FACILITY)))
         out.append(Facility(mid, f"Facility {mid}", SYSTEMS[i % len(SYSTEMS)], lines))
     return out

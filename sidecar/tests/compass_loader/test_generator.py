@@ -242,3 +242,13 @@ def test_classifications_types_and_tiers(medium_run):
         lo, hi = c["severity_range"]
         assert 0 <= lo <= c["severity"] <= hi <= 100
     assert set(types) == SIGNAL_TYPES, types
+
+
+def test_medicare_ids_stay_six_digits_and_unique_for_large_runs():
+    from quality_compass.generate import medicare_id
+
+    ids = [medicare_id(i) for i in range(900_000)]  # about 97M entity rows
+    assert len(set(ids)) == len(ids)
+    assert all(len(x) == 6 and x.isdigit() for x in ids)
+    assert ids[:9] == ["010001", "020002", "030003", "040004", "050005", "060006", "070007",
+                       "080008", "090009"]  # the ref_facilities seed's sample ids
