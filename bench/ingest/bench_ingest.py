@@ -239,6 +239,42 @@ def ship(manifest: Path, results: Path, invocations: int) -> None:
         server.stop()
 
 
+def table_read(results: int) -> None:
+    """Read one invocation of `results` rows back from a DuckDB qalita_results table."""
+    import tempfile
+
+    import duckdb
+
+    sys.path.insert(0, str(REPO / "sidecar"))
+    from qalita_sidecar import warehouse
+    from qalita_sidecar.dbt_profile import WarehouseTarget
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = str(Path(tmp) / "wh.duckdb")
+        con = duckdb.connect(path)
+        con.execute("create schema main_qalita")
+        con.execute("create table main_qalita.qalita_invocations as select 'bench' as "
+                    "invocation_id, 'build' as command, now()::timestamp as started_at, "
+                    "now()::timestamp as finished_at, 'bench_shop' as project_name, "
+                    "'ci' as environment, 'dev' as target_name, '1.11.0' as dbt_version, "
+                    "null::varchar as git_sha, null::varchar as git_branch")
+        con.execute(f"""create table main_qalita.qalita_results as select 'bench' as invocation_id,
+            'test.bench_shop.t_' || i as unique_id, case when i % 20 = 0 then 'fail' else 'pass'
+            end as status, 'test' as resource_type, 't_' || i as name, (i % 20 = 0)::int::bigint
+            as failures, null::bigint as rows_affected, null::varchar as message,
+            0.01 as execution_time, 'error' as severity, 'not_null' as test_name,
+            'col_' || (i % 5) as column_name, 'model.bench_shop.m_' || (i // 10) as attached_node,
+            null::double as age, null::timestamp as max_loaded_at,
+            now()::timestamp as started_at from range({results}) t(i)""")
+        con.close()
+        target = WarehouseTarget("bench", "dev", "duckdb", "main", {"path": path})
+        t0 = time.perf_counter()
+        read = warehouse.read_invocations(target, "main_qalita", "bench_shop")
+        took = time.perf_counter() - t0
+    [inv] = read.invocations
+    print(f"    read {len(inv.results):,} results from a DuckDB qalita_results table: {took:.2f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000,100000")
@@ -275,6 +311,7 @@ def main() -> None:
                       f"{other['peak_mb']:.0f} MB -> ours reads+maps "
                       f"{other['read_s'] / (ours['read_s'] + ours['map_s']):.1f}x faster, "
                       f"{other['peak_mb'] / ours['peak_mb']:.1f}x less memory")
+        table_read(size)
         if not args.no_ship:
             ship(manifest, results, invocations=20)
 
