@@ -161,7 +161,7 @@ def _git_sha() -> str | None:
 
 def _read_dbt(manifest: artifacts.Manifest | None, results: Path | None, sources: Path | None,
               target: WarehouseTarget | None, schema: str | None, problem: str | None,
-              key: Callable[[str, str | None], str], ledger: EitherLedger,
+              key: Callable[[str, str | None, str | None], str], ledger: EitherLedger,
               ci_sha: str | None) -> _Read:
     lines: list[str] = []
     invocations: list[artifacts.Invocation] = []
@@ -169,7 +169,7 @@ def _read_dbt(manifest: artifacts.Manifest | None, results: Path | None, sources
     if target is not None and schema:
         read = warehouse.read_invocations(
             target, schema, manifest.project_name if manifest else None,
-            lambda h: not ledger.shipped(key(h.invocation_id, h.git_sha)))
+            lambda h: not ledger.shipped(key(h.invocation_id, h.git_sha, h.environment)))
         if read.problem is None:
             invocations += read.invocations
             known = read.known_ids
@@ -191,7 +191,7 @@ def _read_dbt(manifest: artifacts.Manifest | None, results: Path | None, sources
         if inv.invocation_id in known:
             lines.append(f"{path}: invocation {inv.invocation_id} is in the table")
             continue
-        if ledger.shipped(key(inv.invocation_id, inv.git_sha)):
+        if ledger.shipped(key(inv.invocation_id, inv.git_sha, None)):
             lines.append(f"{path}: invocation {inv.invocation_id} already shipped")
             continue
         invocations.append(inv)
@@ -209,7 +209,8 @@ def _read_dbt(manifest: artifacts.Manifest | None, results: Path | None, sources
               help="sources.json of `dbt source freshness` (default: <target-path>/sources.json, "
                    "if present).")
 @click.option("--project", help="Project name in QALITA (default: the dbt project's name).")
-@click.option("--env", "environment", help="Environment name (default: the dbt target's name).")
+@click.option("--env", "environment", help="Environment name (default: what the package "
+              "recorded, var qalita_environment or the target's name; else the target's name).")
 @click.option("--project-dir", type=click.Path(path_type=Path, file_okay=False), default=".",
               show_default=True, help="The dbt project (dbt_project.yml names its profile).")
 @click.option("--target-path", type=click.Path(path_type=Path, file_okay=False),
@@ -270,11 +271,14 @@ def ingest_dbt(manifest: Path | None, results: Path | None, sources: Path | None
     if not project:
         raise InputError("--project is required when no manifest.json is found "
                          f"(looked in {target_path})")
-    environment = environment or (target.target if target else dbt_target) or "default"
+    default_env = (target.target if target else dbt_target) or "default"
     ci_sha = _git_sha()
 
-    def key(invocation_id: str, sha: str | None) -> str:
-        return idempotency_key(project, environment, sha, invocation_id)
+    def env_of(recorded: str | None) -> str:
+        return environment or recorded or default_env
+
+    def key(invocation_id: str, sha: str | None, recorded_env: str | None) -> str:
+        return idempotency_key(project, env_of(recorded_env), sha, invocation_id)
 
     outbox = Outbox(outbox_dir or default_root())
     ledger = _ledger(outbox.root, target, schema)
@@ -292,8 +296,8 @@ def ingest_dbt(manifest: Path | None, results: Path | None, sources: Path | None
     for line in read.lines:
         click.echo(f"  {line}")
     try:
-        shipments = [mapping.to_shipment(inv, project=project, environment=environment,
-                                         manifest=man)
+        shipments = [mapping.to_shipment(inv, project=project,
+                                         environment=env_of(inv.environment), manifest=man)
                      for inv in read.invocations]
     except ValueError as exc:
         raise InputError(str(exc)) from exc
@@ -306,8 +310,9 @@ def ingest_dbt(manifest: Path | None, results: Path | None, sources: Path | None
     for s in shipments:
         totals.update(metrics=len(s.metrics), recommendations=len(s.recommendations),
                       schemas=len(s.schemas), failed=s.job.status == "failed")
+    envs = ", ".join(sorted({str(s.context["environment"]) for s in shipments}))
     click.echo(f"mapped: {len(shipments)} invocation(s) of project {project} / env "
-               f"{environment} -> {totals['metrics']} metrics, {totals['recommendations']} "
+               f"{envs} -> {totals['metrics']} metrics, {totals['recommendations']} "
                f"recommendations, {totals['schemas']} schema entries "
                f"({totals['failed']} job(s) failed)")
     if dry_run:

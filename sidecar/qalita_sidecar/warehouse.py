@@ -28,6 +28,7 @@ class InvocationHeader:
     invocation_id: str
     git_sha: str | None
     started_at: Any
+    environment: str | None = None  # var qalita_environment, else the target's name
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,8 @@ def read_invocations(
         rows = [dict(zip(_INVOCATION_COLUMNS, r, strict=True)) for r in cur.fetchall()]
         known = frozenset(r["invocation_id"] for r in rows)
         keep = [r for r in rows
-                if wanted(InvocationHeader(r["invocation_id"], r["git_sha"], r["started_at"]))]
+                if wanted(InvocationHeader(r["invocation_id"], r["git_sha"], r["started_at"],
+                                          r["environment"]))]
         by_id: dict[str, list[Result]] = {r["invocation_id"]: [] for r in keep}
         if keep:
             res_table = f"{_ident(schema)}.qalita_results"

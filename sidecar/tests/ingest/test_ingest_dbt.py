@@ -209,3 +209,22 @@ def test_postgres_tables_and_ingest(tmp_path, qalita_server):
         assert shipped == [(3,)]
     finally:
         drop_database(project.env["DBT_POSTGRES_DATABASE"])
+
+
+def test_the_recorded_environment_names_the_source_unless_env_is_given(copy, qalita_server):
+    import duckdb
+
+    con = duckdb.connect(copy["DBT_DUCKDB_PATH"])
+    con.execute("update main_qalita.qalita_invocations set environment = 'staging' "
+                "where command = 'seed'")
+    con.close()
+    out = ingest(copy, server=qalita_server)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "env dev, staging" in out.stdout
+    published = sorted(s["name"] for s in qalita_server.received.sources_published)
+    assert published == ["quality_compass (dev)", "quality_compass (staging)"]
+    # --env overrides: the same invocations under another name are other shipments
+    forced = ingest(copy, "--env", "qa", server=qalita_server)
+    assert forced.returncode == 0 and "3 delivered" in forced.stdout
+    again = ingest(copy, server=qalita_server)
+    assert "nothing new to ship" in again.stdout
