@@ -261,7 +261,7 @@ def test_semantic_manifest_and_metricflow_validation(built, tmp_path):
     shutil.copy(REPO / "dbt_project.yml", mf_project)
     shutil.copy(built.target_path / "semantic_manifest.json", mf_project / "target")
     proc = subprocess.run([str(BIN / "mf"), "validate-configs"], cwd=mf_project,
-                          env={**built.env, "DBT_PROFILES_DIR": str(REPO)},
+                          env={**built.env, "DBT_PROFILES_DIR": str(REPO), "DBT_TARGET": built.target},
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert "ERRORS: 0" in proc.stdout and "Breaking issues" not in proc.stdout, proc.stdout[-3000:]
