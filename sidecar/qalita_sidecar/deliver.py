@@ -2,7 +2,7 @@
 
 Order of a delivery, and why a crash at any point loses nothing and duplicates nothing:
   1. the shipment is spooled (outbox) before any request;
-  2. the source id, then the created job id, are written into the outbox entry as soon as QALITA
+  2. the source id, then the created job id, are noted next to the outbox entry as soon as QALITA
      gives them, so a replay reuses that job instead of creating a second one;
   3. the three files are uploaded; a replayed upload is answered 409, which counts as delivered;
   4. the job is finished, the ledger row written, and only then the outbox entry removed.
@@ -105,13 +105,13 @@ def _deliver(entries: list[Entry], settings: Settings, outbox: Outbox, ledger: L
             continue
         except (Unavailable, AuthFailed) as exc:
             blocked = str(exc)
-            done(Outcome(key, "queued", f"{exc}; kept in {entry.path}", _job_of(outbox, key)))
+            done(Outcome(key, "queued", f"{exc}; kept in {entry.path}", _job_of(outbox, entry)))
             continue
         except SettingsError as exc:  # ids missing for this run only: the others may have theirs
-            done(Outcome(key, "queued", f"{exc}; kept in {entry.path}", _job_of(outbox, key)))
+            done(Outcome(key, "queued", f"{exc}; kept in {entry.path}", _job_of(outbox, entry)))
             continue
         except QalitaError as exc:  # any other client failure keeps the shipment
-            done(Outcome(key, "queued", f"{exc}; kept in {entry.path}", _job_of(outbox, key)))
+            done(Outcome(key, "queued", f"{exc}; kept in {entry.path}", _job_of(outbox, entry)))
             continue
         try:
             ledger.record(entry.shipment, job_id)
@@ -126,9 +126,9 @@ def _deliver(entries: list[Entry], settings: Settings, outbox: Outbox, ledger: L
     return outcomes
 
 
-def _job_of(outbox: Outbox, key: str) -> int | None:
-    entry = outbox.entry(key)
-    return entry.job_id if entry else None
+def _job_of(outbox: Outbox, entry: Entry) -> int | None:
+    """The job id noted so far (the small ids file: the payload is not read again)."""
+    return outbox.noted(entry.shipment.key).get("job_id", entry.job_id)
 
 
 def ship(shipments: Iterable[Shipment], settings: Settings | None, outbox: Outbox, ledger: Ledger,
@@ -143,9 +143,7 @@ def ship(shipments: Iterable[Shipment], settings: Settings | None, outbox: Outbo
             outcome = Outcome(shipment.key, "dead", "QALITA refused it before; see "
                               f"{outbox.dead_path(shipment.key)} (move it to pending/ to retry)")
         else:
-            outbox.put(shipment)
-            entry = outbox.entry(shipment.key)
-            assert entry is not None
+            entry = outbox.put_entry(shipment)  # written once, not read back
             if settings is None:
                 outcome = Outcome(shipment.key, "queued",
                                   f"no QALITA endpoint configured; spooled to {entry.path}")

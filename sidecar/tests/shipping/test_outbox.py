@@ -17,7 +17,8 @@ def test_put_writes_a_readable_entry_and_is_idempotent_per_key(tmp_path):
     assert box.put(s) == path  # a second put keeps the entry and its job id
     entry = box.entry(s.key)
     assert entry.shipment == s and entry.job_id == 123
-    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temp file left behind
+    # no temp file left behind: the entry and its noted ids only
+    assert sorted(p.name for p in path.parent.iterdir()) == [f"{s.key}.ids.json", path.name]
 
 
 def test_replay_order_is_oldest_first_not_by_name(tmp_path):
@@ -107,3 +108,67 @@ def test_write_discipline_is_fsync_then_rename_then_fsync_of_the_folder(tmp_path
     monkeypatch.setattr(os, "replace", replace)
     box.put(make_shipment("second"))
     assert events == [("fsync", "file"), ("rename", True), ("fsync", "dir")]
+
+
+def test_noting_ids_never_rewrites_the_payload(tmp_path):
+    box = Outbox(tmp_path)
+    s = make_shipment()
+    path = box.put(s)
+    before = (path.stat().st_ino, path.stat().st_mtime_ns, path.read_bytes())
+    box.note(s.key, source_id=7)
+    box.note(s.key, job_id=42)
+    assert (path.stat().st_ino, path.stat().st_mtime_ns, path.read_bytes()) == before
+    assert json.loads(box.ids_path(s.key).read_text()) == {"source_id": 7, "job_id": 42}
+    (entry,) = box.entries()
+    assert (entry.shipment, entry.source_id, entry.job_id) == (s, 7, 42)
+    assert box.put_entry(s) == entry  # spooling the same run again keeps its job
+
+
+def test_ids_go_with_the_entry_when_it_is_removed_or_dead(tmp_path):
+    box = Outbox(tmp_path)
+    done, bad = make_shipment("done"), make_shipment("bad")
+    for s in (done, bad):
+        box.put(s)
+        box.note(s.key, source_id=3, job_id=9)
+    box.remove(done.key)
+    dead = box.move_to_dead(bad.key, "422 no")
+    assert list(box.pending_dir.iterdir()) == [] and list(box.dead_dir.iterdir()) == [dead]
+    data = json.loads(dead.read_text())
+    assert (data["job_id"], data["source_id"], data["dead_reason"]) == (9, 3, "422 no")
+    # moved back to pending/ by hand, it is retried with its job
+    dead.rename(box.path(bad.key))
+    assert box.entry(bad.key).job_id == 9 and box.pending() == [bad]
+
+
+def test_ids_left_by_a_crash_during_remove_are_not_reused(tmp_path):
+    box = Outbox(tmp_path)
+    s = make_shipment()
+    box.put(s)
+    box.note(s.key, job_id=5)
+    box.path(s.key).unlink()  # killed between dropping the entry and its ids
+    assert box.entries() == []
+    assert box.put_entry(s).job_id is None and box.entry(s.key).job_id is None
+
+
+def test_an_entry_from_the_older_single_file_format_keeps_its_job(tmp_path):
+    box = Outbox(tmp_path)
+    s = make_shipment()
+    box.pending_dir.mkdir(parents=True)
+    box.path(s.key).write_text(json.dumps(
+        {"queued_at_ns": 1, "source_id": 2, "job_id": 3, "shipment": s.to_json()}))
+    (entry,) = box.entries()
+    assert (entry.shipment, entry.source_id, entry.job_id) == (s, 2, 3)
+
+
+def test_a_shipment_is_not_read_back_while_it_ships(qalita_server, tmp_path, monkeypatch):
+    from qalita_sidecar.deliver import ship
+    from qalita_sidecar.ledger import FileLedger
+    from qalita_sidecar.settings import load_settings
+
+    loads = []
+    real_load = Outbox._load
+    monkeypatch.setattr(Outbox, "_load", staticmethod(lambda p: loads.append(p) or real_load(p)))
+    box, s = Outbox(tmp_path / "outbox"), make_shipment()
+    outcomes = ship([s], load_settings(qalita_server.env()), box, FileLedger(tmp_path / "l.jsonl"))
+    assert [o.status for o in outcomes] == ["delivered"] and qalita_server.received.rejected == []
+    assert loads == [] and list(box.pending_dir.iterdir()) == []
