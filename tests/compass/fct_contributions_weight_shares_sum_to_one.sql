@@ -1,7 +1,13 @@
 -- Within each parent entity, the children's weight shares add up to 1 (within 1%) and their
 -- contribution percentages to 100 (within rounding).
-select run_id, parent_node_id, parent_facility_id, parent_service_line, metric_id,
-    sum(weight_share) as total_share, sum(contribution_pct) as total_pct
+select
+    run_id,
+    parent_node_id,
+    parent_facility_id,
+    parent_service_line,
+    metric_id,
+    sum(weight_share) as total_share,
+    sum(contribution_pct) as total_pct
 from {{ ref('fct_contributions') }}
 group by run_id, parent_node_id, parent_facility_id, parent_service_line, metric_id
 having abs(sum(weight_share) - 1) > 0.01 or abs(sum(contribution_pct) - 100) > 0.05 * count(*)

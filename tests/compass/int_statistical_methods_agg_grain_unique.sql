@@ -6,12 +6,16 @@ expected as (
 ),
 
 aggregated as (
-    select entity_result_id, count(*) as occurrences
+    select
+        entity_result_id,
+        count(*) as occurrences
     from {{ ref('int_statistical_methods_agg') }}
     group by entity_result_id
 )
 
-select coalesce(expected.entity_result_id, aggregated.entity_result_id) as entity_result_id, aggregated.occurrences
+select
+    coalesce(expected.entity_result_id, aggregated.entity_result_id) as entity_result_id,
+    aggregated.occurrences
 from expected
 full outer join aggregated
     on expected.entity_result_id = aggregated.entity_result_id

@@ -6,10 +6,16 @@ raw_lines as (
 ),
 
 staged as (
-    select count(*) as n, count(distinct raw_entity_result_id) as distinct_n from {{ ref('stg_entity_results') }}
+    select
+        count(*) as n,
+        count(distinct raw_entity_result_id) as distinct_n
+    from {{ ref('stg_entity_results') }}
 )
 
-select raw_lines.n as raw_rows, staged.n as staged_rows, staged.distinct_n
+select
+    raw_lines.n as raw_rows,
+    staged.n as staged_rows,
+    staged.distinct_n
 from raw_lines
 cross join staged
 where raw_lines.n <> staged.n or staged.n <> staged.distinct_n

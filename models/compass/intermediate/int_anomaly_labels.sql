@@ -12,7 +12,11 @@
 with
 
 anomalies as (
-    select statistical_method_id, entity_result_id, applies_to, anomaly_classification
+    select
+        statistical_method_id,
+        entity_result_id,
+        applies_to,
+        anomaly_classification
     from {{ ref('stg_anomalies') }}
 )
 
@@ -20,7 +24,7 @@ select
     statistical_method_id,
     entity_result_id,
     {%- for applies_to, column in labels %}
-    max(case when applies_to = '{{ applies_to }}' then anomaly_classification end) as {{ column }},
+        max(case when applies_to = '{{ applies_to }}' then anomaly_classification end) as {{ column }},
     {%- endfor %}
     current_timestamp as dbt_updated_at
 from anomalies

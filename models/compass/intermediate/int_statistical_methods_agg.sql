@@ -16,7 +16,7 @@ joined as (
     select
         methods.*,
         {%- for c in label_columns %}
-        labels.{{ c }}{% if not loop.last %},{% endif %}
+            labels.{{ c }}{% if not loop.last %},{% endif %}
         {%- endfor %}
     from methods
     left join labels
@@ -24,7 +24,7 @@ joined as (
 )
 
 select
-    entity_result_id,
+    joined.entity_result_id,
     max(canonical_node_id) as canonical_node_id,
     max(run_id) as run_id,
     {{ json_object_array_agg([
@@ -55,29 +55,29 @@ select
         ('mean_robust_zscore_anomaly', 'mean_robust_zscore_anomaly'),
         ('slope_anomaly', 'slope_anomaly'),
     ], [binary_sort('statistical_method_short_name'), binary_sort('statistical_method')]) }} as statistical_methods,
-    max(case when statistical_method_short_name = 'simple_zscore' then simple_zscore end) as primary_simple_zscore,
-    max(case when statistical_method_short_name = 'simple_zscore' then percentile_rank end) as primary_percentile_rank,
-    max(case when statistical_method_short_name = 'simple_zscore' then peer_mean end) as primary_peer_mean,
-    max(case when statistical_method_short_name = 'simple_zscore' then peer_std end) as primary_peer_std,
-    max(case when statistical_method_short_name = 'simple_zscore' then peer_count end) as primary_peer_count,
-    max(case when statistical_method_short_name = 'robust_zscore' then robust_zscore end) as primary_robust_zscore,
+    max(case when joined.statistical_method_short_name = 'simple_zscore' then joined.simple_zscore end) as primary_simple_zscore,
+    max(case when joined.statistical_method_short_name = 'simple_zscore' then joined.percentile_rank end) as primary_percentile_rank,
+    max(case when joined.statistical_method_short_name = 'simple_zscore' then joined.peer_mean end) as primary_peer_mean,
+    max(case when joined.statistical_method_short_name = 'simple_zscore' then joined.peer_std end) as primary_peer_std,
+    max(case when joined.statistical_method_short_name = 'simple_zscore' then joined.peer_count end) as primary_peer_count,
+    max(case when joined.statistical_method_short_name = 'robust_zscore' then joined.robust_zscore end) as primary_robust_zscore,
     max(latest_simple_zscore) as latest_simple_zscore,
     max(mean_simple_zscore) as mean_simple_zscore,
     max(latest_robust_zscore) as latest_robust_zscore,
     max(mean_robust_zscore) as mean_robust_zscore,
-    max(case when statistical_method_short_name = 'slope_percentile' then slope end) as slope,
-    max(case when statistical_method_short_name = 'slope_percentile' then slope_percentile end) as slope_percentile,
-    max(case when statistical_method_short_name = 'slope_percentile' then acceleration end) as acceleration,
-    max(case when statistical_method_short_name = 'slope_percentile' then trend_direction end) as trend_direction,
-    max(case when statistical_method_short_name = 'slope_percentile' then momentum end) as momentum,
+    max(case when joined.statistical_method_short_name = 'slope_percentile' then slope end) as slope,
+    max(case when joined.statistical_method_short_name = 'slope_percentile' then slope_percentile end) as slope_percentile,
+    max(case when joined.statistical_method_short_name = 'slope_percentile' then acceleration end) as acceleration,
+    max(case when joined.statistical_method_short_name = 'slope_percentile' then trend_direction end) as trend_direction,
+    max(case when joined.statistical_method_short_name = 'slope_percentile' then momentum end) as momentum,
     -- the simple per-period z-scores when present, else the robust ones
     {{ json_parse("max(case when statistical_method like '%trending_simple_zscore%' then " ~ json_to_text('monthly_z_scores') ~ " end)") }} as monthly_simple_z_scores,
     {{ json_parse("max(case when statistical_method like '%trending_robust_zscore%' then " ~ json_to_text('monthly_z_scores') ~ " end)") }} as monthly_robust_z_scores,
     {{ json_parse("max(case when statistical_method like '%trending%' then " ~ json_to_text('percentile_trends') ~ " end)") }} as peer_percentile_trends,
     {%- for c in label_columns %}
-    max({{ c }}) as {{ c }},
+        max({{ c }}) as {{ c }},
     {%- endfor %}
-    bool_or(suppressed) as any_suppressed,
+    bool_or(joined.suppressed) as any_suppressed,
     current_timestamp as dbt_updated_at
 from joined
-group by entity_result_id
+group by joined.entity_result_id

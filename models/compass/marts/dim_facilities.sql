@@ -2,7 +2,13 @@
 with
 
 entity_results as (
-    select facility_id, system_name, service_line, encounters, feature_type, loaded_at
+    select
+        facility_id,
+        system_name,
+        service_line,
+        encounters,
+        feature_type,
+        loaded_at
     from {{ ref('stg_entity_results') }}
     where facility_id is not null
 ),
@@ -60,5 +66,6 @@ from facilities
 left join reference
     on facilities.facility_id = reference.facility_id
 left join service_line_volume
-    on facilities.facility_id = service_line_volume.facility_id
-    and service_line_volume.volume_rank = 1
+    on
+        facilities.facility_id = service_line_volume.facility_id
+        and service_line_volume.volume_rank = 1

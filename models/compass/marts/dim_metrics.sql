@@ -3,9 +3,11 @@
 with
 
 metric_ids as (
-    select metric_id from {{ ref('stg_entity_results') }} where metric_id is not null
+    select metric_id from {{ ref('stg_entity_results') }}
+    where metric_id is not null
     union
-    select metric_id from {{ ref('stg_contributions') }} where metric_id is not null
+    select metric_id from {{ ref('stg_contributions') }}
+    where metric_id is not null
 ),
 
 catalog as (
@@ -28,7 +30,8 @@ select
     coalesce(catalog.description, 'Quality metric ' || named.metric_id || ' (not in the metric catalogue).') as description,
     coalesce(catalog.domain, {{ classify_metric_domain('named.metric_id') }}) as domain,
     coalesce(catalog.direction_preference, case
-        when named.metric_key like '%los%' or named.metric_key like '%readmission%' or named.metric_key like '%mortality%'
+        when
+            named.metric_key like '%los%' or named.metric_key like '%readmission%' or named.metric_key like '%mortality%'
             or named.metric_key like '%cost%' or named.metric_key like '%fall%' or named.metric_key like '%infection%'
             then 'lower_is_better'
         when named.metric_key like '%satisfaction%' or named.metric_key like '%compliance%' then 'higher_is_better'

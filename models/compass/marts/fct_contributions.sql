@@ -12,7 +12,7 @@ windowed as (
         *,
         row_number() over (
             partition by run_id, parent_node_id, parent_facility_id, parent_service_line, metric_id
-            order by contribution_weight desc, contribution_id
+            order by contribution_weight desc, contribution_id asc
         ) as contribution_rank,
         sum(weight_share) over (
             partition by run_id, parent_node_id, parent_facility_id, parent_service_line, metric_id

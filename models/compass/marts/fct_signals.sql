@@ -13,16 +13,26 @@ methods as (
 global_statistics as (
     -- The real method name is statistical_method__robust_zscore__aggregate_time_period: match
     -- on its parts, not on the short name alone (the original's join never matched).
-    select canonical_node_id, run_id, facet_values_hash, global_metric_mean, global_metric_std
+    select
+        canonical_node_id,
+        run_id,
+        facet_values_hash,
+        global_metric_mean,
+        global_metric_std
     from {{ ref('stg_global_statistics') }}
-    where statistical_method_short_name = 'robust_zscore'
+    where
+        statistical_method_short_name = 'robust_zscore'
         and method_set = 'aggregate_time_period'
 ),
 
 trend_edges as (
-    select canonical_node_id as aggregate_node_id, related_node_id as temporal_node_id, run_id
+    select
+        canonical_node_id as aggregate_node_id,
+        related_node_id as temporal_node_id,
+        run_id
     from {{ ref('stg_node_edges') }}
-    where edge_type = 'trends_to'
+    where
+        edge_type = 'trends_to'
         and edge_direction = 'child'
         and {{ extract_feature_type('related_node_id') }} = 'temporal'
 ),
@@ -62,7 +72,10 @@ classifications as (
 ),
 
 metric_catalog as (
-    select metric_id, domain from {{ ref('metric_catalog') }}
+    select
+        metric_id,
+        domain
+    from {{ ref('metric_catalog') }}
 ),
 
 signals as (
@@ -134,26 +147,31 @@ signals as (
     inner join methods
         on entity_results.entity_result_id = methods.entity_result_id
     inner join classifications
-        on entity_results.canonical_node_id = classifications.canonical_node_id
-        and entity_results.run_id = classifications.run_id
-        and entity_results.metric_id = classifications.metric_id
-        and entity_results.facility_id = classifications.facility_id
-        and entity_results.entity_dimensions_hash = classifications.entity_key_hash
+        on
+            entity_results.canonical_node_id = classifications.canonical_node_id
+            and entity_results.run_id = classifications.run_id
+            and entity_results.metric_id = classifications.metric_id
+            and entity_results.facility_id = classifications.facility_id
+            and entity_results.entity_dimensions_hash = classifications.entity_key_hash
     left join global_statistics
-        on entity_results.canonical_node_id = global_statistics.canonical_node_id
-        and entity_results.run_id = global_statistics.run_id
-        and entity_results.entity_dimensions_hash = global_statistics.facet_values_hash
+        on
+            entity_results.canonical_node_id = global_statistics.canonical_node_id
+            and entity_results.run_id = global_statistics.run_id
+            and entity_results.entity_dimensions_hash = global_statistics.facet_values_hash
     left join trend_edges
-        on entity_results.canonical_node_id = trend_edges.aggregate_node_id
-        and entity_results.run_id = trend_edges.run_id
+        on
+            entity_results.canonical_node_id = trend_edges.aggregate_node_id
+            and entity_results.run_id = trend_edges.run_id
     left join temporal_stats
-        on trend_edges.temporal_node_id = temporal_stats.canonical_node_id
-        and entity_results.run_id = temporal_stats.run_id
-        and entity_results.facility_id = temporal_stats.facility_id
-        and entity_results.entity_dimensions_hash = temporal_stats.entity_dimensions_hash
+        on
+            trend_edges.temporal_node_id = temporal_stats.canonical_node_id
+            and entity_results.run_id = temporal_stats.run_id
+            and entity_results.facility_id = temporal_stats.facility_id
+            and entity_results.entity_dimensions_hash = temporal_stats.entity_dimensions_hash
     left join metric_catalog
         on entity_results.metric_id = metric_catalog.metric_id
-    where not coalesce(methods.any_suppressed, false)
+    where
+        not coalesce(methods.any_suppressed, false)
         and classifications.signal_type is not null
 )
 

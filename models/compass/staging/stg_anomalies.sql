@@ -10,7 +10,14 @@
 with
 
 methods as (
-    select statistical_method_id, entity_result_id, canonical_node_id, run_id, facility_id, service_line, anomalies_json
+    select
+        statistical_method_id,
+        entity_result_id,
+        canonical_node_id,
+        run_id,
+        facility_id,
+        service_line,
+        anomalies_json
     from {{ ref('stg_statistical_methods') }}
 ),
 

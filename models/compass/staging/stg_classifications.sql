@@ -64,11 +64,15 @@ entity_keys as (
         raw_classification_id,
         '{' || coalesce(string_agg(
             {{ json_quote('field_id') }} || ':' || {{ json_quote('field_value') }},
-            ',' order by {{ binary_sort('field_id') }}), '') || '}' as entity_key_text,
+            ',' order by {{ binary_sort('field_id') }}
+        ), '') || '}' as entity_key_text,
         '{' || coalesce(string_agg(
-            case when field_id not in ('medicareId', 'systemName')
-                then {{ json_quote('field_id') }} || ':' || {{ json_quote('field_value') }} end,
-            ',' order by {{ binary_sort('field_id') }}), '') || '}' as entity_dimensions_text
+            case
+                when field_id not in ('medicareId', 'systemName')
+                    then {{ json_quote('field_id') }} || ':' || {{ json_quote('field_value') }}
+            end,
+            ',' order by {{ binary_sort('field_id') }}
+        ), '') || '}' as entity_dimensions_text
     from key_rows
     group by raw_classification_id
 ),

@@ -57,11 +57,15 @@ entity_keys as (
         max(case when field_id = 'vizientSubServiceLine' then field_value end) as sub_service_line,
         '{' || coalesce(string_agg(
             {{ json_quote('field_id') }} || ':' || {{ json_quote('field_value') }},
-            ',' order by {{ binary_sort('field_id') }}), '') || '}' as entity_key_text,
+            ',' order by {{ binary_sort('field_id') }}
+        ), '') || '}' as entity_key_text,
         '{' || coalesce(string_agg(
-            case when field_id not in ('medicareId', 'systemName')
-                then {{ json_quote('field_id') }} || ':' || {{ json_quote('field_value') }} end,
-            ',' order by {{ binary_sort('field_id') }}), '') || '}' as entity_dimensions_text
+            case
+                when field_id not in ('medicareId', 'systemName')
+                    then {{ json_quote('field_id') }} || ':' || {{ json_quote('field_value') }}
+            end,
+            ',' order by {{ binary_sort('field_id') }}
+        ), '') || '}' as entity_dimensions_text
     from entity_field_rows
     group by raw_entity_result_id
 ),
@@ -113,8 +117,9 @@ final as (
     left join entity_keys
         on parts.raw_entity_result_id = entity_keys.raw_entity_result_id
     left join latest_points
-        on parts.raw_entity_result_id = latest_points.raw_entity_result_id
-        and latest_points.recency = 1
+        on
+            parts.raw_entity_result_id = latest_points.raw_entity_result_id
+            and latest_points.recency = 1
 )
 
 select * from final

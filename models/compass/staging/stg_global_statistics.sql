@@ -3,7 +3,12 @@
 with
 
 nodes as (
-    select canonical_node_id, run_id, loaded_at, raw_json from {{ ref('stg_nodes') }}
+    select
+        canonical_node_id,
+        run_id,
+        loaded_at,
+        raw_json
+    from {{ ref('stg_nodes') }}
 ),
 
 methods as (
@@ -48,9 +53,12 @@ facet_keys as (
         statistical_method_full,
         facet_index,
         '{' || string_agg(
-            case when field_id not in ('medicareId', 'systemName')
-                then {{ json_quote('field_id') }} || ':' || {{ json_quote('field_value') }} end,
-            ',' order by {{ binary_sort('field_id') }}) || '}' as facet_values_text
+            case
+                when field_id not in ('medicareId', 'systemName')
+                    then {{ json_quote('field_id') }} || ':' || {{ json_quote('field_value') }}
+            end,
+            ',' order by {{ binary_sort('field_id') }}
+        ) || '}' as facet_values_text
     from facet_value_rows
     group by canonical_node_id, statistical_method_full, facet_index
 ),
@@ -82,9 +90,10 @@ final as (
         facets.loaded_at
     from facets
     left join facet_keys
-        on facets.canonical_node_id = facet_keys.canonical_node_id
-        and facets.statistical_method_full = facet_keys.statistical_method_full
-        and facets.facet_index = facet_keys.facet_index
+        on
+            facets.canonical_node_id = facet_keys.canonical_node_id
+            and facets.statistical_method_full = facet_keys.statistical_method_full
+            and facets.facet_index = facet_keys.facet_index
 )
 
 select

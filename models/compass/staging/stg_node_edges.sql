@@ -1,7 +1,11 @@
 with
 
 nodes as (
-    select canonical_node_id, run_id, raw_json from {{ ref('stg_nodes') }}
+    select
+        canonical_node_id,
+        run_id,
+        raw_json
+    from {{ ref('stg_nodes') }}
 ),
 
 children as (

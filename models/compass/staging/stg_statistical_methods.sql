@@ -29,7 +29,13 @@
 with
 
 entity_results as (
-    select entity_result_id, canonical_node_id, run_id, facility_id, service_line, statistical_methods_json
+    select
+        entity_result_id,
+        canonical_node_id,
+        run_id,
+        facility_id,
+        service_line,
+        statistical_methods_json
     from {{ ref('stg_entity_results') }}
 ),
 
@@ -44,7 +50,7 @@ node_methods as (
 ),
 
 methods as (
-    -- one typed record per method, all its fields read in one pass
+-- one typed record per method, all its fields read in one pass
     {{ json_unnest_records('entity_results', ['entity_result_id', 'canonical_node_id', 'run_id', 'facility_id', 'service_line'],
         'statistical_methods_json', '', fields) }}
 ),
@@ -92,8 +98,9 @@ final as (
         current_timestamp as dbt_updated_at
     from methods
     left join node_methods
-        on methods.canonical_node_id = node_methods.canonical_node_id
-        and methods.statistical_method = node_methods.statistical_method
+        on
+            methods.canonical_node_id = node_methods.canonical_node_id
+            and methods.statistical_method = node_methods.statistical_method
 )
 
 select * from final
