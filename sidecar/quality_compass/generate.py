@@ -246,10 +246,16 @@ def _spread_floor(m: MetricSpec) -> float:
     return max(m.sd * 0.01, 10 ** -m.decimals)
 
 
+def _mad_floor(m: MetricSpec) -> float:
+    """The robust method's floor: three quarters of the metric's spread. A small peer group can agree almost
+    exactly (MAD near 0), and dividing by that would turn an ordinary value into |z| > 10."""
+    return max(m.sd * 0.75, _spread_floor(m))
+
+
 def aggregate_stats(m: MetricSpec, entities: list[Entity]) -> list[dict[str, Any]]:
     """Simple and robust z-scores within each facet; returns the facet summaries."""
     facets = []
-    floor = _spread_floor(m)
+    floor, mad_floor = _spread_floor(m), _mad_floor(m)
     for facet, members in _facets(entities).items():
         peers = [e.value for e in members if not e.suppressed]
         scored = len(peers) >= MIN_PEER_COUNT
@@ -267,7 +273,7 @@ def aggregate_stats(m: MetricSpec, entities: list[Entity]) -> list[dict[str, Any
             else:
                 s.update(
                     simple_zscore=_r((e.value - mu) / max(sd, floor), 4) if scored else None,
-                    robust_zscore=_r((e.value - med) / max(mad, floor), 4) if scored else None,
+                    robust_zscore=_r((e.value - med) / max(mad, mad_floor), 4) if scored else None,
                     percentile_rank=rank(e.value) if scored else None,
                     peer_mean=_r(mu), peer_std=_r(sd), peer_median=_r(med), peer_mad=_r(mad),
                     suppressed=False)
@@ -282,8 +288,8 @@ def aggregate_stats(m: MetricSpec, entities: list[Entity]) -> list[dict[str, Any
                        "min_peer_count": MIN_PEER_COUNT},
             "robust": {"global_metric_mean": _r(mu), "global_metric_std": _r(sd),
                        "global_metric_median": _r(med), "global_mad": _r(mad),
-                       "mad_floor": _r(floor), "mad_floor_applied": bool(mad is not None
-                                                                         and mad < floor),
+                       "mad_floor": _r(mad_floor), "mad_floor_applied": bool(mad is not None
+                                                                             and mad < mad_floor),
                        "winsor_percentile": None, "winsor_applied": False,
                        "std_floor": _r(floor), "min_peer_count": MIN_PEER_COUNT},
         })
@@ -309,7 +315,7 @@ def _mean_z(zs: list[dict[str, Any]]) -> float | None:
 
 def temporal_stats(m: MetricSpec, entities: list[Entity]) -> list[dict[str, Any]]:
     """Per-period z-scores against the facet's peers of the same month, slope and percentiles."""
-    floor = _spread_floor(m)
+    floor, mad_floor = _spread_floor(m), _mad_floor(m)
     facets = []
     for facet, members in _facets(entities).items():
         active = [e for e in members if not e.suppressed]
@@ -343,7 +349,7 @@ def temporal_stats(m: MetricSpec, entities: list[Entity]) -> list[dict[str, Any]
                     simple_z.append({"period": PERIODS[t],
                                      "zscore": round((v - mu) / max(sd, floor), 4)})
                     robust_z.append({"period": PERIODS[t],
-                                     "zscore": round((v - med) / max(mad, floor), 4)})
+                                     "zscore": round((v - med) / max(mad, mad_floor), 4)})
             pts = [(float(t), v) for t, v in enumerate(e.timeline) if v is not None]
             slope = slopes.get(id(e))
             half = len(PERIODS) // 2

@@ -134,7 +134,7 @@ def test_facilities_metrics_and_graph(medium_run):
 
 def test_zscores_recomputed_from_peer_values(medium_run):
     """Aggregate nodes: simple z = (v - mean) / max(std, floor); robust z = (v - median) /
-    max(1.4826 * MAD, floor); peers = the unsuppressed entities of the same facet."""
+    max(1.4826 * MAD, mad_floor); peers = the unsuppressed entities of the same facet."""
     checked = 0
     for _nid, (meta, lines) in read_nodes(medium_run).items():
         if not _nid.endswith("__aggregate_time_period"):
@@ -153,6 +153,7 @@ def test_zscores_recomputed_from_peer_values(medium_run):
             gs = facets["simple_zscore"][facet]
             assert gs["facet_counts"]["entity_with_statistics_count"] == len(peers)
             floor = gs["method_statistics"]["std_floor"]
+            mad_floor = facets["robust_zscore"][facet]["method_statistics"]["mad_floor"]
             min_peers = gs["method_statistics"]["min_peer_count"]
             for value, m in members:
                 simple = m["simple_zscore"]["statistics"]["simple_zscore"]
@@ -167,7 +168,7 @@ def test_zscores_recomputed_from_peer_values(medium_run):
                 dev = sorted(abs(p - med) for p in peers)
                 mad = 1.4826 * (dev[len(dev) // 2] + dev[(len(dev) - 1) // 2]) / 2
                 assert simple == round((value - mean) / max(std, floor), 4)
-                assert abs(robust - (value - med) / max(mad, floor)) <= 6e-5
+                assert abs(robust - (value - med) / max(mad, mad_floor)) <= 6e-5
                 below = sum(p < value for p in peers) + 0.5 * sum(p == value for p in peers)
                 pr = m["simple_zscore"]["statistics"]["percentile_rank"]
                 assert abs(pr - 100 * below / len(peers)) <= 1e-4
