@@ -247,8 +247,9 @@ def _spread_floor(m: MetricSpec) -> float:
 
 
 def _mad_floor(m: MetricSpec) -> float:
-    """The robust method's floor: three quarters of the metric's spread. A small peer group can agree almost
-    exactly (MAD near 0), and dividing by that would turn an ordinary value into |z| > 10."""
+    """The robust method's floor: three quarters of the metric's spread. A small peer group can
+    agree almost exactly (MAD near 0), and dividing by that would turn an ordinary value into
+    |z| > 10."""
     return max(m.sd * 0.75, _spread_floor(m))
 
 
