@@ -36,34 +36,17 @@
   {{ return(found) }}
 {% endmacro %}
 
+{#- Look first (one catalog query): in the steady state there is nothing to do, while issuing
+    CREATE / ALTER ... IF NOT EXISTS for every column costs a statement each (DuckDB) or an exclusive
+    lock even when it changes nothing (PostgreSQL). -#}
 {% macro ddl_statements(database, schema) %}
-  {{ return(adapter.dispatch('ddl_statements', 'qalita')(database, schema)) }}
-{% endmacro %}
-
-{#- DuckDB: no round trip to look first. IF NOT EXISTS makes every statement a no-op on an
-    up-to-date table (~7 ms for all of them), cheaper than dbt's query overhead (~30 ms). -#}
-{% macro duckdb__ddl_statements(database, schema) %}
-  {%- set statements = ['create schema if not exists ' ~ ((adapter.quote(database) ~ '.') if database else '') ~ adapter.quote(schema)] -%}
-  {%- for table, columns in [('qalita_invocations', qalita.invocation_columns()),
-                             ('qalita_results', qalita.result_columns())] -%}
-    {%- set relation = qalita.relation(database, schema, table) -%}
-    {%- set defs = [] -%}
-    {%- for name, kind in columns -%}{%- do defs.append(name ~ ' ' ~ qalita.column_type(kind)) -%}{%- endfor -%}
-    {%- do statements.append('create table if not exists ' ~ relation ~ ' (' ~ defs | join(', ') ~ ')') -%}
-    {%- for def in defs -%}
-      {%- do statements.append('alter table ' ~ relation ~ ' add column if not exists ' ~ def) -%}
-    {%- endfor -%}
-  {%- endfor -%}
-  {{ return(statements) }}
-{% endmacro %}
-
-{#- PostgreSQL: look first, because ALTER TABLE takes an exclusive lock even when it changes nothing. -#}
-{% macro default__ddl_statements(database, schema) %}
   {#- The statements that bring both tables to this package's shape (none when they already are). -#}
   {%- set found = qalita.existing_columns(database, schema) -%}
   {%- set statements = [] -%}
   {%- if not found['qalita_invocations'] or not found['qalita_results'] -%}
-    {%- do statements.append('create schema if not exists ' ~ adapter.quote(schema)) -%}
+    {#- DuckDB may attach several databases; PostgreSQL names none (it has one per connection) -#}
+    {%- set prefix = (adapter.quote(database) ~ '.') if database and target.type == 'duckdb' else '' -%}
+    {%- do statements.append('create schema if not exists ' ~ prefix ~ adapter.quote(schema)) -%}
   {%- endif -%}
   {%- for table, columns in [('qalita_invocations', qalita.invocation_columns()),
                              ('qalita_results', qalita.result_columns())] -%}
@@ -74,7 +57,8 @@
       {%- do statements.append('create table if not exists ' ~ relation ~ ' (' ~ defs | join(', ') ~ ')') -%}
     {%- else -%}
       {%- for name, kind in columns if name not in found[table] -%}
-        {%- do statements.append('alter table ' ~ relation ~ ' add column ' ~ name ~ ' ' ~ qalita.column_type(kind)) -%}
+        {#- IF NOT EXISTS: a concurrent invocation may have added it since we looked -#}
+        {%- do statements.append('alter table ' ~ relation ~ ' add column if not exists ' ~ name ~ ' ' ~ qalita.column_type(kind)) -%}
       {%- endfor -%}
     {%- endif -%}
   {%- endfor -%}

@@ -1,43 +1,39 @@
 {#- One row per invocation: what ran, where, and the CI run that ran it. -#}
 
 {% macro ci_context() %}
-  {#- First CI system found wins; vars (qalita_git_sha, qalita_job_id, ...) override everything. -#}
+  {#- The first CI system whose marker variable is set wins; vars qalita_<key> override all.
+      Per provider: marker, git_sha, git_branch (first set), job_id parts, run_id, run_url. -#}
   {%- set e = env_var -%}
-  {%- set ctx = {'ci_provider': none, 'git_sha': none, 'git_branch': none,
-                 'job_id': none, 'run_id': none, 'run_url': none} -%}
-  {%- if e('GITHUB_ACTIONS', '') -%}
-    {%- do ctx.update({'ci_provider': 'github_actions', 'git_sha': e('GITHUB_SHA', ''),
-        'git_branch': e('GITHUB_HEAD_REF', '') or e('GITHUB_REF_NAME', ''),
-        'job_id': e('GITHUB_WORKFLOW', '') ~ (('/' ~ e('GITHUB_JOB', '')) if e('GITHUB_JOB', '') else ''),
-        'run_id': e('GITHUB_RUN_ID', ''),
-        'run_url': (e('GITHUB_SERVER_URL', 'https://github.com') ~ '/' ~ e('GITHUB_REPOSITORY', '')
-                    ~ '/actions/runs/' ~ e('GITHUB_RUN_ID', '')) if e('GITHUB_RUN_ID', '') else ''}) -%}
-  {%- elif e('GITLAB_CI', '') -%}
-    {%- do ctx.update({'ci_provider': 'gitlab_ci', 'git_sha': e('CI_COMMIT_SHA', ''),
-        'git_branch': e('CI_COMMIT_REF_NAME', ''), 'job_id': e('CI_JOB_ID', ''),
-        'run_id': e('CI_PIPELINE_ID', ''), 'run_url': e('CI_JOB_URL', '')}) -%}
-  {%- elif e('DBT_CLOUD_RUN_ID', '') -%}
-    {%- set acct = e('DBT_CLOUD_ACCOUNT_ID', '') -%}
-    {%- set proj = e('DBT_CLOUD_PROJECT_ID', '') -%}
-    {%- do ctx.update({'ci_provider': 'dbt_cloud', 'git_sha': e('DBT_CLOUD_GIT_SHA', ''),
-        'git_branch': e('DBT_CLOUD_GIT_BRANCH', ''), 'job_id': e('DBT_CLOUD_JOB_ID', ''),
-        'run_id': e('DBT_CLOUD_RUN_ID', ''),
-        'run_url': ('https://cloud.getdbt.com/deploy/' ~ acct ~ '/projects/' ~ proj ~ '/runs/'
-                    ~ e('DBT_CLOUD_RUN_ID', '')) if acct and proj else ''}) -%}
-  {%- elif e('AIRFLOW_CTX_DAG_RUN_ID', '') -%}
-    {%- do ctx.update({'ci_provider': 'airflow',
-        'job_id': e('AIRFLOW_CTX_DAG_ID', '') ~ '.' ~ e('AIRFLOW_CTX_TASK_ID', ''),
-        'run_id': e('AIRFLOW_CTX_DAG_RUN_ID', '')}) -%}
-  {%- elif e('DAGSTER_RUN_ID', '') or e('DAGSTER_JOB_NAME', '') -%}
-    {%- do ctx.update({'ci_provider': 'dagster', 'job_id': e('DAGSTER_JOB_NAME', ''),
-        'run_id': e('DAGSTER_RUN_ID', '')}) -%}
-  {%- elif e('CI', '') -%}
-    {%- do ctx.update({'ci_provider': 'ci'}) -%}
-  {%- endif -%}
-  {%- for key in ['ci_provider', 'git_sha', 'git_branch', 'job_id', 'run_id', 'run_url'] -%}
+  {%- set gh_run = e('GITHUB_RUN_ID', '') -%}
+  {%- set cloud_run = e('DBT_CLOUD_RUN_ID', '') -%}
+  {%- set providers = [
+      ('github_actions', 'GITHUB_ACTIONS', 'GITHUB_SHA', ['GITHUB_HEAD_REF', 'GITHUB_REF_NAME'],
+       ['GITHUB_WORKFLOW', 'GITHUB_JOB'], 'GITHUB_RUN_ID',
+       gh_run and e('GITHUB_SERVER_URL', 'https://github.com') ~ '/' ~ e('GITHUB_REPOSITORY', '') ~ '/actions/runs/' ~ gh_run),
+      ('gitlab_ci', 'GITLAB_CI', 'CI_COMMIT_SHA', ['CI_COMMIT_REF_NAME'], ['CI_JOB_ID'], 'CI_PIPELINE_ID',
+       e('CI_JOB_URL', '')),
+      ('dbt_cloud', 'DBT_CLOUD_RUN_ID', 'DBT_CLOUD_GIT_SHA', ['DBT_CLOUD_GIT_BRANCH'], ['DBT_CLOUD_JOB_ID'],
+       'DBT_CLOUD_RUN_ID', cloud_run and e('DBT_CLOUD_PROJECT_ID', '') and 'https://cloud.getdbt.com/deploy/'
+       ~ e('DBT_CLOUD_ACCOUNT_ID', '') ~ '/projects/' ~ e('DBT_CLOUD_PROJECT_ID', '') ~ '/runs/' ~ cloud_run),
+      ('airflow', 'AIRFLOW_CTX_DAG_RUN_ID', '', [], ['AIRFLOW_CTX_DAG_ID', 'AIRFLOW_CTX_TASK_ID'],
+       'AIRFLOW_CTX_DAG_RUN_ID', ''),
+      ('dagster', 'DAGSTER_RUN_ID', '', [], ['DAGSTER_JOB_NAME'], 'DAGSTER_RUN_ID', ''),
+      ('ci', 'CI', '', [], [], '', ''),
+  ] -%}
+  {%- set ctx = {'ci_provider': none, 'git_sha': none, 'git_branch': none, 'job_id': none, 'run_id': none,
+                 'run_url': none} -%}
+  {%- for name, marker, sha, branches, job_parts, run, url in providers if e(marker, '') and not ctx.ci_provider -%}
+    {%- set branch = [] -%}
+    {%- for v in branches if e(v, '') and not branch -%}{%- do branch.append(e(v, '')) -%}{%- endfor -%}
+    {%- set job = [] -%}
+    {%- for v in job_parts if e(v, '') -%}{%- do job.append(e(v, '')) -%}{%- endfor -%}
+    {%- do ctx.update({'ci_provider': name, 'git_sha': e(sha, '') if sha else '', 'git_branch': branch[0] if branch else '',
+                       'job_id': job | join('/'), 'run_id': e(run, '') if run else '', 'run_url': url}) -%}
+  {%- endfor -%}
+  {%- for key in ctx -%}
     {%- set override = var('qalita_' ~ key, none) -%}
     {%- if override is not none -%}{%- do ctx.update({key: override | string}) -%}{%- endif -%}
-    {%- if ctx[key] == '' -%}{%- do ctx.update({key: none}) -%}{%- endif -%}
+    {%- if not ctx[key] -%}{%- do ctx.update({key: none}) -%}{%- endif -%}
   {%- endfor -%}
   {{ return(ctx) }}
 {% endmacro %}

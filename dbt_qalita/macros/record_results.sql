@@ -9,9 +9,15 @@
     {{ return('') }}
   {%- endif -%}
   {%- set recorded_at = qalita.ts(modules.datetime.datetime.utcnow()) -%}
-  {%- set built = qalita.result_rows(results, invocation_id, recorded_at) -%}
-  {%- set invocation = qalita.invocation_row(invocation_id, built.rows | length, built.counts, recorded_at) -%}
-  {%- do adapter.dispatch('write_invocation', 'qalita')(invocation, built.rows) -%}
+  {%- set rows = qalita.result_rows(results, invocation_id, recorded_at) -%}
+  {#- counted once over a list of strings (C-level list.count), not row by row in the loop -#}
+  {%- set statuses = rows | map(attribute='status_normalised') | list -%}
+  {%- set counts = {} -%}
+  {%- for status in ['passed', 'warned', 'failed', 'errored', 'skipped'] -%}
+    {%- do counts.update({status: statuses.count(status)}) -%}
+  {%- endfor -%}
+  {%- set invocation = qalita.invocation_row(invocation_id, rows | length, counts, recorded_at) -%}
+  {%- do adapter.dispatch('write_invocation', 'qalita')(invocation, rows) -%}
   {{ return('') }}
 {% endmacro %}
 

@@ -1,15 +1,6 @@
 {#- dbt results -> rows (dicts keyed by result_columns()). This loop is the hook's hot path: it runs
     once per result, so it is one macro with everything inlined (a macro call costs more than the
-    rest of a row), touches neither the database nor the manifest graph, and counts statuses as it
-    goes. -#}
-
-{% macro status_map() %}
-  {#- raw dbt status -> normalised status; a freshness `error` (older than error_after) is a
-      finding, so it is `failed`, while a freshness `runtime error` is `errored`. -#}
-  {{ return({'pass': 'passed', 'success': 'passed', 'no-op': 'passed', 'warn': 'warned',
-             'fail': 'failed', 'error': 'errored', 'runtime error': 'errored',
-             'skipped': 'skipped'}) }}
-{% endmacro %}
+    rest of a row) and touches neither the database nor the manifest graph. -#}
 
 {% macro ts(value) %}
   {#- UTC timestamps as 'YYYY-MM-DD HH:MM:SS.ffffff' (naive): both adapters cast that text. -#}
@@ -24,23 +15,29 @@
 {% endmacro %}
 
 {% macro result_rows(results, invocation_id, recorded_at) %}
-  {%- set statuses = qalita.status_map() -%}
-  {%- set fmt = '%Y-%m-%d %H:%M:%S.%f' -%}
+  {#- raw dbt status -> normalised; a freshness `error` (older than error_after) is a finding, so
+      `failed`, while a freshness `runtime error` (the check itself broke) is `errored` -#}
+  {%- set statuses = {'pass': 'passed', 'success': 'passed', 'no-op': 'passed', 'warn': 'warned',
+                      'fail': 'failed', 'error': 'errored', 'runtime error': 'errored',
+                      'skipped': 'skipped'} -%}
   {%- set nul = '\x00' -%}
-  {%- set counts = {'passed': 0, 'warned': 0, 'failed': 0, 'errored': 0, 'skipped': 0} -%}
   {%- set rows = [] -%}
-  {%- for result in results if result.node is defined and result.node is not none -%}
+  {#- Every `a.b` costs a sandboxed getattr (the bulk of a row's time): each is read once. -#}
+  {%- for result in results -%}
     {%- set node = result.node -%}
+    {%- if node -%}
     {%- set resource_type = node.resource_type | string -%}
     {%- set status = result.status | string -%}
-    {%- set normalised = statuses.get(status) -%}
-    {%- if status == 'error' and resource_type == 'source' -%}{%- set normalised = 'failed' -%}{%- endif -%}
-    {%- if normalised in counts -%}{%- do counts.update({normalised: counts[normalised] + 1}) -%}{%- endif -%}
+    {%- set normalised = 'failed' if status == 'error' and resource_type == 'source' else statuses[status] -%}
     {#- timing datetimes are naive UTC; `execute`, the step that ran the node, comes last -#}
-    {%- set t = result.timing[-1] if result.timing else none -%}
-    {%- if t is not none and t.name != 'execute' -%}{%- set t = none -%}{%- endif -%}
+    {%- set timing = result.timing -%}
+    {%- set t = timing[-1] if timing else none -%}
+    {%- if t and t.name != 'execute' -%}{%- set t = none -%}{%- endif -%}
+    {%- set started = t.started_at if t else none -%}
+    {%- set completed = t.completed_at if t else none -%}
     {%- set cfg = node.config -%}
     {%- set message = result.message -%}
+    {%- set relation_name = node.relation_name -%}
     {%- set row = {
         'invocation_id': invocation_id,
         'unique_id': node.unique_id,
@@ -53,24 +50,25 @@
         'rows_affected': (result.adapter_response or {}).get('rows_affected'),
         'message': message.replace(nul, '') if message is string else message,
         'execution_time': result.execution_time,
-        'started_at': t.started_at.strftime(fmt) if t and t.started_at else none,
-        'completed_at': t.completed_at.strftime(fmt) if t and t.completed_at else none,
+        'started_at': (started | string) if started else none,
+        'completed_at': (completed | string) if completed else none,
         'thread_id': result.thread_id,
         'tags': node.tags or [],
-        'materialization': cfg.materialized if cfg is not none else none,
-        'relation_name': node.relation_name if node.relation_name is defined else none,
+        'materialization': cfg.materialized if cfg else none,
+        'relation_name': relation_name if relation_name is defined else none,
         'recorded_at': recorded_at,
     } -%}
     {%- if resource_type == 'test' or resource_type == 'unit_test' -%}
-      {#- singular tests and unit tests have neither test_metadata nor column_name -#}
+      {#- singular tests and unit tests have neither test_metadata nor column_name; source tests and
+          unit tests carry no attached_node: their first dependency is the subject -#}
       {%- set meta = (node.test_metadata or none) if resource_type == 'test' else none -%}
-      {#- source tests and unit tests carry no attached_node: their first dependency is the subject -#}
-      {%- set attached = node.attached_node if resource_type == 'test' else none -%}
+      {%- set attached = node.attached_node if meta else none -%}
       {%- if not attached -%}{%- set attached = (node.depends_on.nodes or [none])[0] -%}{%- endif -%}
+      {%- set severity = cfg.severity -%}
       {%- do row.update({
-          'severity': (cfg.get('severity') or '') | lower or none,
-          'warn_if': cfg.get('warn_if'),
-          'error_if': cfg.get('error_if'),
+          'severity': (severity | lower) if severity else none,
+          'warn_if': cfg.warn_if,
+          'error_if': cfg.error_if,
           'test_name': meta.name if meta else node.name,
           'test_namespace': meta.namespace if meta else none,
           'test_type': ('generic' if meta else 'singular') if resource_type == 'test' else 'unit',
@@ -79,14 +77,18 @@
       }) -%}
     {%- elif resource_type == 'source' -%}
       {#- a freshness runtime error carries no max_loaded_at, snapshotted_at or age -#}
+      {%- set max_loaded_at = result.max_loaded_at -%}
+      {%- set snapshotted_at = result.snapshotted_at -%}
+      {%- set age = result.age -%}
       {%- do row.update({
-          'max_loaded_at': qalita.ts(result.max_loaded_at) if result.max_loaded_at is defined else none,
-          'snapshotted_at': qalita.ts(result.snapshotted_at) if result.snapshotted_at is defined else none,
-          'age': result.age if result.age is defined else none,
+          'max_loaded_at': qalita.ts(max_loaded_at) if max_loaded_at is defined else none,
+          'snapshotted_at': qalita.ts(snapshotted_at) if snapshotted_at is defined else none,
+          'age': age if age is defined else none,
           'freshness_criteria': tojson(node.freshness.to_dict()) if node.freshness else none,
       }) -%}
     {%- endif -%}
     {%- do rows.append(row) -%}
+    {%- endif -%}
   {%- endfor -%}
-  {{ return({'rows': rows, 'counts': counts}) }}
+  {{ return(rows) }}
 {% endmacro %}
