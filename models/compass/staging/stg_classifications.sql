@@ -62,17 +62,9 @@ entity_keys as (
     -- The same canonical text as stg_entity_results.entity_dimensions_text, so the hashes join.
     select
         raw_classification_id,
-        '{' || coalesce(string_agg(
-            {{ json_quote('field_id') }} || ':' || {{ json_quote('field_value') }},
-            ',' order by {{ binary_sort('field_id') }}
-        ), '') || '}' as entity_key_text,
-        '{' || coalesce(string_agg(
-            case
-                when field_id not in ('medicareId', 'systemName')
-                    then {{ json_quote('field_id') }} || ':' || {{ json_quote('field_value') }}
-            end,
-            ',' order by {{ binary_sort('field_id') }}
-        ), '') || '}' as entity_dimensions_text
+        {{ canonical_entity_text('field_id', 'field_value') }} as entity_key_text,
+        {{ canonical_entity_text('field_id', 'field_value', exclude=['medicareId', 'systemName']) }}
+            as entity_dimensions_text
     from key_rows
     group by raw_classification_id
 ),

@@ -55,17 +55,9 @@ entity_keys as (
         max(case when field_id = 'systemName' then field_value end) as entity_system_name,
         max(case when field_id = 'vizientServiceLine' then field_value end) as service_line,
         max(case when field_id = 'vizientSubServiceLine' then field_value end) as sub_service_line,
-        '{' || coalesce(string_agg(
-            {{ json_quote('field_id') }} || ':' || {{ json_quote('field_value') }},
-            ',' order by {{ binary_sort('field_id') }}
-        ), '') || '}' as entity_key_text,
-        '{' || coalesce(string_agg(
-            case
-                when field_id not in ('medicareId', 'systemName')
-                    then {{ json_quote('field_id') }} || ':' || {{ json_quote('field_value') }}
-            end,
-            ',' order by {{ binary_sort('field_id') }}
-        ), '') || '}' as entity_dimensions_text
+        {{ canonical_entity_text('field_id', 'field_value') }} as entity_key_text,
+        {{ canonical_entity_text('field_id', 'field_value', exclude=['medicareId', 'systemName']) }}
+            as entity_dimensions_text
     from entity_field_rows
     group by raw_entity_result_id
 ),
