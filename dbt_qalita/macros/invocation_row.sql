@@ -74,7 +74,7 @@
       'environment': var('qalita_environment', target.name),
       'command': flags.WHICH,
       'dbt_version': dbt_version,
-      'started_at': qalita.ts(run_started_at),
+      'started_at': run_started_at.strftime('%Y-%m-%d %H:%M:%S.%f') if run_started_at else none,
       'finished_at': recorded_at,
       'results_total': results_total,
       'selectors': tojson((select | list) if select else []),
@@ -83,5 +83,8 @@
   } -%}
   {%- do row.update(counts) -%}
   {%- do row.update(qalita.ci_context()) -%}
-  {{ return(row) }}
+  {#- as a list in invocation_columns() order, like the result rows -#}
+  {%- set values = [] -%}
+  {%- for name, kind in qalita.invocation_columns() -%}{%- do values.append(row.get(name)) -%}{%- endfor -%}
+  {{ return(values) }}
 {% endmacro %}

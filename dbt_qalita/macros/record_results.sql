@@ -8,10 +8,11 @@
   {%- if (flags.WHICH | string) not in ('build', 'run', 'test', 'seed', 'snapshot', 'freshness', 'source') -%}
     {{ return('') }}
   {%- endif -%}
-  {%- set recorded_at = qalita.ts(modules.datetime.datetime.utcnow()) -%}
+  {%- set recorded_at = modules.datetime.datetime.now(modules.pytz.utc).strftime('%Y-%m-%d %H:%M:%S.%f') -%}
   {%- set rows = qalita.result_rows(results, invocation_id, recorded_at) -%}
-  {#- counted once over a list of strings (C-level list.count), not row by row in the loop -#}
-  {%- set statuses = rows | map(attribute='status_normalised') | list -%}
+  {#- counted once over a list of strings (C-level list.count), not row by row in the loop;
+      position 6 is status_normalised -#}
+  {%- set statuses = rows | map(attribute=6) | list -%}
   {%- set counts = {} -%}
   {%- for status in ['passed', 'warned', 'failed', 'errored', 'skipped'] -%}
     {%- do counts.update({status: statuses.count(status)}) -%}
@@ -40,9 +41,9 @@
   {%- do statements.append("delete from " ~ res_rel ~ " where invocation_id = '" ~ invocation_id ~ "'") -%}
   {%- do statements.append("delete from " ~ inv_rel ~ " where invocation_id = '" ~ invocation_id ~ "'") -%}
   {%- for chunk in qalita.chunk_rows(rows) -%}
-    {%- do statements.append(qalita.insert_json_sql(res_rel, qalita.result_columns(), chunk)) -%}
+    {%- do statements.append(adapter.dispatch('insert_json_sql', 'qalita')(res_rel, qalita.result_columns(), chunk)) -%}
   {%- endfor -%}
-  {%- do statements.append(qalita.insert_json_sql(inv_rel, qalita.invocation_columns(), '[' ~ tojson(invocation) ~ ']')) -%}
+  {%- do statements.append(adapter.dispatch('insert_json_sql', 'qalita')(inv_rel, qalita.invocation_columns(), '[' ~ tojson(invocation) ~ ']')) -%}
   {#- one round trip: every statement of the invocation in one transaction -#}
   {%- do run_query('begin transaction;\n' ~ statements | join(';\n') ~ ';\ncommit') -%}
 {% endmacro %}
@@ -62,9 +63,9 @@
   {%- do statements.append("delete from " ~ inv_rel ~ " where invocation_id = '" ~ invocation_id ~ "'") -%}
   {%- set blocks = ["select set_config('qalita.error', '', false)", qalita.pg_guarded(statements)] -%}
   {%- for chunk in qalita.chunk_rows(rows) -%}
-    {%- do blocks.append(qalita.pg_guarded([qalita.insert_json_sql(res_rel, qalita.result_columns(), chunk)])) -%}
+    {%- do blocks.append(qalita.pg_guarded([adapter.dispatch('insert_json_sql', 'qalita')(res_rel, qalita.result_columns(), chunk)])) -%}
   {%- endfor -%}
-  {%- do blocks.append(qalita.pg_guarded([qalita.insert_json_sql(inv_rel, qalita.invocation_columns(), '[' ~ tojson(invocation) ~ ']')])) -%}
+  {%- do blocks.append(qalita.pg_guarded([adapter.dispatch('insert_json_sql', 'qalita')(inv_rel, qalita.invocation_columns(), '[' ~ tojson(invocation) ~ ']')])) -%}
   {#- one round trip; its last statement reports the first error, if any -#}
   {%- do blocks.append("select current_setting('qalita.error', true)") -%}
   {%- set error = run_query(blocks | join(';\n')).columns[0].values()[0] -%}

@@ -6,6 +6,10 @@ The runs select the air-quality part of the host project (Quality Compass needs 
 from __future__ import annotations
 
 import json
+from datetime import datetime
+from pathlib import Path
+
+import pytest
 
 AIRQUALITY = ("--select", "tag:airquality")
 OPENAQ = ("--select", "source:openaq")
@@ -56,6 +60,26 @@ def test_build_records_every_result_with_dbt_statuses(dbt_project):
 
     statuses = {r["status"] for r in results}
     assert {"fail", "warn", "error", "pass", "success", "skipped"} <= statuses
+
+    # Rows travel as positional lists: every column must land where run_results / the manifest say.
+    manifest = dbt_project.artifact("manifest.json")
+    nodes = {**manifest["nodes"], **manifest.get("unit_tests", {})}
+    stored = {row[0]: row[1:] for row in rows_for(
+        dbt_project, inv_id, "unique_id, execution_time, thread_id, rows_affected, tags, "
+        "package_name, materialization, relation_name, completed_at")}
+    for r in results:
+        exec_time, thread, affected, tags, package, materialized, relation, completed = \
+            stored[r["unique_id"]]
+        node = nodes[r["unique_id"]]
+        assert exec_time == pytest.approx(r["execution_time"]), r["unique_id"]
+        assert thread == r["thread_id"]
+        assert affected == (r["adapter_response"] or {}).get("rows_affected")
+        assert json.loads(tags) == node["tags"]
+        assert (package, materialized) == (node["package_name"], node["config"]["materialized"])
+        assert relation == node.get("relation_name")
+        execute = [t for t in r["timing"] if t["name"] == "execute"]
+        if execute:
+            assert completed == datetime.fromisoformat(execute[0]["completed_at"].rstrip("Z"))
 
     inv = invocation(dbt_project, inv_id)
     assert inv["command"] == "build"
@@ -144,3 +168,24 @@ def test_commands_without_outcomes_record_nothing(dbt_project):
     for command in (["compile"], ["ls"], ["parse"], ["docs", "generate"]):
         dbt_project.run(*command)
     assert dbt_project.query(count) == [(1,)]
+
+
+@pytest.mark.parametrize("batch", [{"qalita_batch_rows": 4}, {"qalita_batch_chars": 1500}],
+                         ids=["by-rows", "by-size"])
+def test_small_batches_split_the_insert_and_lose_nothing(dbt_project, batch):
+    log = Path(dbt_project.env["DBT_LOG_PATH"]) / "dbt.log"
+    inserts = '_qalita".qalita_results ('  # the results insert, as dbt logs each statement
+
+    def insert_count() -> int:
+        return log.read_text().count(inserts) if log.exists() else 0
+
+    before = insert_count()
+    dbt_project.run("build", *AIRQUALITY, vars={"airquality_failing_variant": True, **batch},
+                    check=False)
+    rr = dbt_project.artifact("run_results.json")
+    results = node_results(rr)
+    inv_id = rr["metadata"]["invocation_id"]
+    stored = rows_for(dbt_project, inv_id, "unique_id, status, message")
+    assert stored == sorted((r["unique_id"], r["status"], r["message"]) for r in results)
+    # several statements: ceil(results / 4) chunks of 4 rows, or more than one of 1,500 characters
+    assert insert_count() - before >= (-(-len(results) // 4) if "qalita_batch_rows" in batch else 2)
