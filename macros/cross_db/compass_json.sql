@@ -166,32 +166,46 @@ cross join lateral (
 ) as {{ alias }}
 {%- endmacro %}
 
-{#- Many sub-documents in one pass: a list (DuckDB: one parse of the text for all paths) or a
-    jsonb[] (PostgreSQL), indexed from 1 by json_item / json_item_text / json_item_number. -#}
+{#- Many fields of one document, parsed once: json_extract_fields(doc, fields) in a CTE marked
+    `materialized`, then json_unpack(column, fields) in the next one reads every field from it.
+    DuckDB: a list of the sub-documents (one parse of the text for all paths), read by position.
+    PostgreSQL: the jsonb document itself, read by path (jsonb look-ups are cheap; a jsonb[] of
+    the paths would cast the text once per path). The CTE must be materialized because
+    PostgreSQL inlines a plain CTE and repeats its expression at every reference: the parse would
+    then run once per field read downstream. -#}
 {% macro json_extract_many(doc, paths) %}{{ return(adapter.dispatch('json_extract_many')(doc, paths)) }}{% endmacro %}
 {% macro default__json_extract_many(doc, paths) -%}
 json_extract({{ doc }}, [{% for p in paths %}{{ compass_json_path_duckdb(p) }}{% if not loop.last %}, {% endif %}{% endfor %}])
 {%- endmacro %}
 {% macro postgres__json_extract_many(doc, paths) -%}
-array[{% for p in paths %}{{ json_get(doc, p) }}{% if not loop.last %}, {% endif %}{% endfor %}]
+{{ doc }}
 {%- endmacro %}
 
 {% macro json_item(list, n) %}{{ list }}[{{ n }}]{% endmacro %}
 {% macro json_item_text(list, n) %}{{ json_text(list ~ '[' ~ n ~ ']', '') }}{% endmacro %}
-{% macro json_item_number(list, n) %}cast({{ json_item_text(list, n) }} as double precision){% endmacro %}
 
 {#- Select-list entries for `fields` = [(column, path, kind)], kind text | number | integer |
-    boolean | json, read from a json_extract_many(doc, paths) column named `list`. -#}
-{% macro json_unpack(list, fields) -%}
+    boolean | json, read from a json_extract_fields(doc, fields) column named `list`. -#}
+{% macro json_unpack(list, fields) %}{{ return(adapter.dispatch('json_unpack')(list, fields)) }}{% endmacro %}
+{% macro default__json_unpack(list, fields) -%}
   {%- for column, path, kind in fields %}
-    {%- set item = json_item_text(list, loop.index) %}
-    {%- if kind == 'json' %}{{ json_item(list, loop.index) }}
-    {%- elif kind == 'number' %}cast({{ item }} as double precision)
-    {%- elif kind == 'integer' %}cast(round(cast({{ item }} as double precision)) as bigint)
-    {%- elif kind == 'boolean' %}cast({{ item }} as boolean)
-    {%- else %}{{ item }}
-    {%- endif %} as {{ column }}{% if not loop.last %},{% endif %}
+    {{ json_typed(json_item(list, loop.index), json_item_text(list, loop.index), kind) }} as {{ column }}{% if not loop.last %},{% endif %}
   {%- endfor %}
+{%- endmacro %}
+{% macro postgres__json_unpack(list, fields) -%}
+  {%- for column, path, kind in fields %}
+    {{ json_typed(json_get(list, path), json_text(list, path), kind) }} as {{ column }}{% if not loop.last %},{% endif %}
+  {%- endfor %}
+{%- endmacro %}
+
+{#- One field as its kind, given its JSON value and its text. -#}
+{% macro json_typed(value, text, kind) -%}
+  {%- if kind == 'json' %}{{ value }}
+  {%- elif kind == 'number' %}cast({{ text }} as double precision)
+  {%- elif kind == 'integer' %}cast(round(cast({{ text }} as double precision)) as bigint)
+  {%- elif kind == 'boolean' %}cast({{ text }} as boolean)
+  {%- else %}{{ text }}
+  {%- endif %}
 {%- endmacro %}
 
 {#- json_extract_many over the paths of `fields` (same order as json_unpack reads them). -#}

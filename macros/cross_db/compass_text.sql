@@ -16,3 +16,11 @@ md5(
   {%- endfor %}
 )
 {%- endmacro %}
+
+{#- One column for a multi-column equi-join: md5 of the parts, NULL when any part is NULL (so it
+    matches exactly the rows the equalities would). PostgreSQL multiplies the selectivities of the
+    equalities of a multi-column join, estimates one row where there are thousands, and picks
+    nested loops that rescan the inner side per row; on a single key it hashes. -#}
+{% macro join_key(columns) -%}
+md5({% for c in columns %}cast({{ c }} as varchar){% if not loop.last %} || '|' || {% endif %}{% endfor %})
+{%- endmacro %}

@@ -3,7 +3,11 @@
 with
 
 entity_results as (
-    select * from {{ ref('stg_entity_results') }}
+    select
+        *,
+        {{ join_key(['run_id', 'canonical_node_id', 'metric_id', 'facility_id', 'entity_dimensions_hash']) }} as classification_key,
+        {{ join_key(['run_id', 'canonical_node_id', 'entity_dimensions_hash']) }} as facet_key
+    from {{ ref('stg_entity_results') }}
 ),
 
 methods as (
@@ -14,9 +18,7 @@ global_statistics as (
     -- The real method name is statistical_method__robust_zscore__aggregate_time_period: match
     -- on its parts, not on the short name alone (the original's join never matched).
     select
-        canonical_node_id,
-        run_id,
-        facet_values_hash,
+        {{ join_key(['run_id', 'canonical_node_id', 'facet_values_hash']) }} as facet_key,
         global_metric_mean,
         global_metric_std
     from {{ ref('stg_global_statistics') }}
@@ -39,10 +41,7 @@ trend_edges as (
 
 temporal_stats as (
     select
-        entity_results.canonical_node_id,
-        entity_results.run_id,
-        entity_results.facility_id,
-        entity_results.entity_dimensions_hash,
+        {{ join_key(['entity_results.run_id', 'entity_results.canonical_node_id', 'entity_results.facility_id', 'entity_results.entity_dimensions_hash']) }} as temporal_key,
         entity_results.metric_timeline,
         entity_results.metadata_per_period,
         methods.latest_simple_zscore,
@@ -68,7 +67,10 @@ temporal_stats as (
 ),
 
 classifications as (
-    select * from {{ ref('stg_classifications') }}
+    select
+        *,
+        {{ join_key(['run_id', 'canonical_node_id', 'metric_id', 'facility_id', 'entity_key_hash']) }} as classification_key
+    from {{ ref('stg_classifications') }}
 ),
 
 metric_catalog as (
@@ -147,27 +149,15 @@ signals as (
     inner join methods
         on entity_results.entity_result_id = methods.entity_result_id
     inner join classifications
-        on
-            entity_results.canonical_node_id = classifications.canonical_node_id
-            and entity_results.run_id = classifications.run_id
-            and entity_results.metric_id = classifications.metric_id
-            and entity_results.facility_id = classifications.facility_id
-            and entity_results.entity_dimensions_hash = classifications.entity_key_hash
+        on entity_results.classification_key = classifications.classification_key
     left join global_statistics
-        on
-            entity_results.canonical_node_id = global_statistics.canonical_node_id
-            and entity_results.run_id = global_statistics.run_id
-            and entity_results.entity_dimensions_hash = global_statistics.facet_values_hash
+        on entity_results.facet_key = global_statistics.facet_key
     left join trend_edges
         on
             entity_results.canonical_node_id = trend_edges.aggregate_node_id
             and entity_results.run_id = trend_edges.run_id
     left join temporal_stats
-        on
-            trend_edges.temporal_node_id = temporal_stats.canonical_node_id
-            and entity_results.run_id = temporal_stats.run_id
-            and entity_results.facility_id = temporal_stats.facility_id
-            and entity_results.entity_dimensions_hash = temporal_stats.entity_dimensions_hash
+        on {{ join_key(['entity_results.run_id', 'trend_edges.temporal_node_id', 'entity_results.facility_id', 'entity_results.entity_dimensions_hash']) }} = temporal_stats.temporal_key
     left join metric_catalog
         on entity_results.metric_id = metric_catalog.metric_id
     where

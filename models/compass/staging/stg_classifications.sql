@@ -28,8 +28,8 @@ source as (
     {{ compass_run_rows('raw_classifications') }}
 ),
 
-extracted as (
-    -- one pass over each document for every path
+extracted as materialized (
+    -- one parse of each document for every path
     select
         id as raw_classification_id,
         run_id,

@@ -40,8 +40,8 @@ source as (
     {{ compass_run_rows('raw_contributions') }}
 ),
 
-parsed as (
-    -- one pass over each document for every path
+parsed as materialized (
+    -- one parse of each document for every path
     select run_id, file_path, loaded_at, {{ json_extract_fields(json_doc('json_data'), fields) }} as extracted
     from source
 ),

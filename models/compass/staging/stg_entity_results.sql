@@ -18,8 +18,8 @@ source as (
     ('statistical_methods_json', 'statistical_methods', 'json'),
 ] %}
 
-parsed as (
-    -- one pass over each document for every path
+parsed as materialized (
+    -- one parse of each document for every path
     select
         id as raw_entity_result_id,
         run_id,
