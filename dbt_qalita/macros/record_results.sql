@@ -40,10 +40,12 @@
   {%- set res_rel = qalita.relation(database, schema, 'qalita_results') -%}
   {%- do statements.append("delete from " ~ res_rel ~ " where invocation_id = '" ~ invocation_id ~ "'") -%}
   {%- do statements.append("delete from " ~ inv_rel ~ " where invocation_id = '" ~ invocation_id ~ "'") -%}
+  {%- set insert_json_sql = adapter.dispatch('insert_json_sql', 'qalita') -%}
+  {%- set columns = qalita.result_columns() -%}
   {%- for chunk in qalita.chunk_rows(rows) -%}
-    {%- do statements.append(adapter.dispatch('insert_json_sql', 'qalita')(res_rel, qalita.result_columns(), chunk)) -%}
+    {%- do statements.append(insert_json_sql(res_rel, columns, chunk)) -%}
   {%- endfor -%}
-  {%- do statements.append(adapter.dispatch('insert_json_sql', 'qalita')(inv_rel, qalita.invocation_columns(), '[' ~ tojson(invocation) ~ ']')) -%}
+  {%- do statements.append(insert_json_sql(inv_rel, qalita.invocation_columns(), tojson([invocation]))) -%}
   {#- one round trip: every statement of the invocation in one transaction -#}
   {%- do run_query('begin transaction;\n' ~ statements | join(';\n') ~ ';\ncommit') -%}
 {% endmacro %}
@@ -62,10 +64,12 @@
   {%- do statements.append("delete from " ~ res_rel ~ " where invocation_id = '" ~ invocation_id ~ "'") -%}
   {%- do statements.append("delete from " ~ inv_rel ~ " where invocation_id = '" ~ invocation_id ~ "'") -%}
   {%- set blocks = ["select set_config('qalita.error', '', false)", qalita.pg_guarded(statements)] -%}
+  {%- set insert_json_sql = adapter.dispatch('insert_json_sql', 'qalita') -%}
+  {%- set columns = qalita.result_columns() -%}
   {%- for chunk in qalita.chunk_rows(rows) -%}
-    {%- do blocks.append(qalita.pg_guarded([adapter.dispatch('insert_json_sql', 'qalita')(res_rel, qalita.result_columns(), chunk)])) -%}
+    {%- do blocks.append(qalita.pg_guarded([insert_json_sql(res_rel, columns, chunk)])) -%}
   {%- endfor -%}
-  {%- do blocks.append(qalita.pg_guarded([adapter.dispatch('insert_json_sql', 'qalita')(inv_rel, qalita.invocation_columns(), '[' ~ tojson(invocation) ~ ']')])) -%}
+  {%- do blocks.append(qalita.pg_guarded([insert_json_sql(inv_rel, qalita.invocation_columns(), tojson([invocation]))])) -%}
   {#- one round trip; its last statement reports the first error, if any -#}
   {%- do blocks.append("select current_setting('qalita.error', true)") -%}
   {%- set error = run_query(blocks | join(';\n')).columns[0].values()[0] -%}
