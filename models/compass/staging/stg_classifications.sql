@@ -63,7 +63,7 @@ entity_keys as (
     select
         raw_classification_id,
         {{ canonical_entity_text('field_id', 'field_value') }} as entity_key_text,
-        {{ canonical_entity_text('field_id', 'field_value', exclude=['medicareId', 'systemName']) }}
+        {{ canonical_entity_dimensions_text('field_id', 'field_value') }}
             as entity_dimensions_text
     from key_rows
     group by raw_classification_id
@@ -93,7 +93,7 @@ classifications as (
         parsed.system_name,
         parsed.facility_id,
         parsed.service_line,
-        md5(coalesce(entity_keys.entity_dimensions_text, '{}')) as entity_key_hash,
+        {{ entity_dimensions_hash("coalesce(entity_keys.entity_dimensions_text, '{}')") }} as entity_key_hash,
         parsed.file_path,
         parsed.loaded_at
     from parsed

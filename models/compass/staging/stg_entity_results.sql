@@ -56,7 +56,7 @@ entity_keys as (
         max(case when field_id = 'vizientServiceLine' then field_value end) as service_line,
         max(case when field_id = 'vizientSubServiceLine' then field_value end) as sub_service_line,
         {{ canonical_entity_text('field_id', 'field_value') }} as entity_key_text,
-        {{ canonical_entity_text('field_id', 'field_value', exclude=['medicareId', 'systemName']) }}
+        {{ canonical_entity_dimensions_text('field_id', 'field_value') }}
             as entity_dimensions_text
     from entity_field_rows
     group by raw_entity_result_id
@@ -90,7 +90,7 @@ final as (
         entity_keys.sub_service_line,
         entity_keys.entity_key_text,
         {{ json_parse('entity_keys.entity_dimensions_text') }} as entity_dimensions,
-        md5(entity_keys.entity_dimensions_text) as entity_dimensions_hash,
+        {{ entity_dimensions_hash('entity_keys.entity_dimensions_text') }} as entity_dimensions_hash,
         parts.encounters,
         parts.metadata_per_period,
         parts.metric_id,

@@ -52,13 +52,8 @@ facet_keys as (
         canonical_node_id,
         statistical_method_full,
         facet_index,
-        '{' || string_agg(
-            case
-                when field_id not in ('medicareId', 'systemName')
-                    then {{ json_quote('field_id') }} || ':' || {{ json_quote('field_value') }}
-            end,
-            ',' order by {{ binary_sort('field_id') }}
-        ) || '}' as facet_values_text
+        -- the same canonical text as stg_entity_results.entity_dimensions_text, so the hashes join
+        {{ canonical_entity_dimensions_text('field_id', 'field_value') }} as facet_values_text
     from facet_value_rows
     group by canonical_node_id, statistical_method_full, facet_index
 ),
@@ -99,7 +94,7 @@ final as (
 select
     {{ surrogate_key(['canonical_node_id', 'statistical_method_full', 'facet_values_text', 'run_id']) }} as global_stat_id,
     *,
-    md5(facet_values_text) as facet_values_hash,
+    {{ entity_dimensions_hash('facet_values_text') }} as facet_values_hash,
     current_timestamp as dbt_updated_at
 from final
 where global_metric_mean is not null
