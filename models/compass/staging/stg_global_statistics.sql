@@ -63,13 +63,8 @@ final as (
         facets.canonical_node_id,
         facets.run_id,
         facets.statistical_method_full,
-        case
-            when facets.statistical_method_full like '%simple_zscore%' then 'simple_zscore'
-            when facets.statistical_method_full like '%robust_zscore%' then 'robust_zscore'
-            when facets.statistical_method_full like '%slope_percentile%' then 'slope_percentile'
-            else split_part(facets.statistical_method_full, '__', 2)
-        end as statistical_method_short_name,
-        split_part(facets.statistical_method_full, '__', 3) as method_set,
+        {{ statistical_method_short_name('facets.statistical_method_full') }} as statistical_method_short_name,
+        {{ statistical_method_set('facets.statistical_method_full') }} as method_set,
         facets.facet_values,
         coalesce(facet_keys.facet_values_text, '{}') as facet_values_text,
         {{ json_number('facets.stats', 'global_metric_mean') }} as global_metric_mean,

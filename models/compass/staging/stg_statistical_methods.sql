@@ -64,13 +64,8 @@ final as (
         methods.facility_id,
         methods.service_line,
         methods.statistical_method,
-        case
-            when methods.statistical_method like '%simple_zscore%' then 'simple_zscore'
-            when methods.statistical_method like '%robust_zscore%' then 'robust_zscore'
-            when methods.statistical_method like '%slope_percentile%' then 'slope_percentile'
-            else split_part(methods.statistical_method, '__', 2)
-        end as statistical_method_short_name,
-        split_part(methods.statistical_method, '__', 3) as method_set,
+        {{ statistical_method_short_name('methods.statistical_method') }} as statistical_method_short_name,
+        {{ statistical_method_set('methods.statistical_method') }} as method_set,
         methods.runtime_status,
         methods.has_issues,
         methods.simple_zscore,
