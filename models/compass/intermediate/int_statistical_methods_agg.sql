@@ -1,7 +1,29 @@
 {#- One row per entity result: its statistical methods folded into columns (the primary
     z-scores, the temporal and slope statistics, the anomaly tiers) and one JSON array. -#}
-{%- set label_columns = ['simple_zscore_anomaly', 'robust_zscore_anomaly', 'latest_simple_zscore_anomaly',
-    'mean_simple_zscore_anomaly', 'latest_robust_zscore_anomaly', 'mean_robust_zscore_anomaly', 'slope_anomaly'] -%}
+{%- set label_columns = anomaly_label_columns() -%}
+{%- set method_fields = [
+    ('method_id', 'statistical_method_id'),
+    ('method_name', 'statistical_method_short_name'),
+    ('method_full', 'statistical_method'),
+    ('simple_zscore', 'simple_zscore'),
+    ('robust_zscore', 'robust_zscore'),
+    ('percentile_rank', 'percentile_rank'),
+    ('peer_mean', 'peer_mean'),
+    ('peer_std', 'peer_std'),
+    ('peer_count', 'peer_count'),
+    ('suppressed', 'suppressed'),
+    ('latest_simple_zscore', 'latest_simple_zscore'),
+    ('mean_simple_zscore', 'mean_simple_zscore'),
+    ('latest_robust_zscore', 'latest_robust_zscore'),
+    ('mean_robust_zscore', 'mean_robust_zscore'),
+    ('slope', 'slope'),
+    ('slope_percentile', 'slope_percentile'),
+    ('acceleration', 'acceleration'),
+    ('trend_direction', 'trend_direction'),
+    ('momentum', 'momentum'),
+] -%}
+{#- each method's object in the JSON array ends with its anomaly labels -#}
+{%- for c in label_columns -%}{%- do method_fields.append((c, c)) -%}{%- endfor -%}
 with
 
 methods as (
@@ -27,34 +49,8 @@ select
     joined.entity_result_id,
     max(canonical_node_id) as canonical_node_id,
     max(run_id) as run_id,
-    {{ json_object_array_agg([
-        ('method_id', 'statistical_method_id'),
-        ('method_name', 'statistical_method_short_name'),
-        ('method_full', 'statistical_method'),
-        ('simple_zscore', 'simple_zscore'),
-        ('robust_zscore', 'robust_zscore'),
-        ('percentile_rank', 'percentile_rank'),
-        ('peer_mean', 'peer_mean'),
-        ('peer_std', 'peer_std'),
-        ('peer_count', 'peer_count'),
-        ('suppressed', 'suppressed'),
-        ('latest_simple_zscore', 'latest_simple_zscore'),
-        ('mean_simple_zscore', 'mean_simple_zscore'),
-        ('latest_robust_zscore', 'latest_robust_zscore'),
-        ('mean_robust_zscore', 'mean_robust_zscore'),
-        ('slope', 'slope'),
-        ('slope_percentile', 'slope_percentile'),
-        ('acceleration', 'acceleration'),
-        ('trend_direction', 'trend_direction'),
-        ('momentum', 'momentum'),
-        ('simple_zscore_anomaly', 'simple_zscore_anomaly'),
-        ('robust_zscore_anomaly', 'robust_zscore_anomaly'),
-        ('latest_simple_zscore_anomaly', 'latest_simple_zscore_anomaly'),
-        ('mean_simple_zscore_anomaly', 'mean_simple_zscore_anomaly'),
-        ('latest_robust_zscore_anomaly', 'latest_robust_zscore_anomaly'),
-        ('mean_robust_zscore_anomaly', 'mean_robust_zscore_anomaly'),
-        ('slope_anomaly', 'slope_anomaly'),
-    ], [binary_sort('statistical_method_short_name'), binary_sort('statistical_method')]) }} as statistical_methods,
+    {{ json_object_array_agg(method_fields, [binary_sort('statistical_method_short_name'), binary_sort('statistical_method')]) }}
+        as statistical_methods,
     max(case when joined.statistical_method_short_name = 'simple_zscore' then joined.simple_zscore end) as primary_simple_zscore,
     max(case when joined.statistical_method_short_name = 'simple_zscore' then joined.percentile_rank end) as primary_percentile_rank,
     max(case when joined.statistical_method_short_name = 'simple_zscore' then joined.peer_mean end) as primary_peer_mean,

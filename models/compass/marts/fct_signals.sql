@@ -1,5 +1,15 @@
 {#- One row per signal: an entity x metric x node of the selected run that has a (not
     suppressed) classification, with its z-scores, anomaly tier, severity and trend. -#}
+{#- The trend statistics of an aggregate node's signal are those of its temporal node when it has
+    one, else its own; an anomaly label follows the statistic it applies to. -#}
+{%- set temporal_statistics = ['latest_simple_zscore', 'mean_simple_zscore', 'latest_robust_zscore',
+    'mean_robust_zscore', 'slope', 'slope_percentile', 'acceleration', 'trend_direction', 'momentum',
+    'peer_percentile_trends'] -%}
+{%- set temporal_first = temporal_statistics | list -%}
+{%- set own_labels = [] -%}
+{%- for applies_to, column in anomaly_labels() -%}
+    {%- do (temporal_first if applies_to in temporal_statistics else own_labels).append(column) -%}
+{%- endfor -%}
 with
 
 entity_results as (
@@ -44,22 +54,10 @@ temporal_stats as (
         {{ join_key(['entity_results.run_id', 'entity_results.canonical_node_id', 'entity_results.facility_id', 'entity_results.entity_dimensions_hash']) }} as temporal_key,
         entity_results.metric_timeline,
         entity_results.metadata_per_period,
-        methods.latest_simple_zscore,
-        methods.mean_simple_zscore,
-        methods.latest_robust_zscore,
-        methods.mean_robust_zscore,
-        methods.slope,
-        methods.slope_percentile,
-        methods.acceleration,
-        methods.trend_direction,
-        methods.momentum,
         coalesce(methods.monthly_simple_z_scores, methods.monthly_robust_z_scores) as monthly_z_scores,
-        methods.peer_percentile_trends,
-        methods.latest_simple_zscore_anomaly,
-        methods.mean_simple_zscore_anomaly,
-        methods.latest_robust_zscore_anomaly,
-        methods.mean_robust_zscore_anomaly,
-        methods.slope_anomaly
+        {%- for c in temporal_first %}
+        methods.{{ c }}{% if not loop.last %},{% endif %}
+        {%- endfor %}
     from entity_results
     inner join methods
         on entity_results.entity_result_id = methods.entity_result_id
@@ -99,10 +97,12 @@ signals as (
         methods.primary_simple_zscore as z_score,
         methods.simple_zscore_anomaly as anomaly_classification,
         {{ map_anomaly_to_severity('methods.simple_zscore_anomaly') }} as severity,
-        coalesce(temporal_stats.latest_simple_zscore, methods.latest_simple_zscore) as latest_simple_zscore,
-        coalesce(temporal_stats.mean_simple_zscore, methods.mean_simple_zscore) as mean_simple_zscore,
-        coalesce(temporal_stats.latest_robust_zscore, methods.latest_robust_zscore) as latest_robust_zscore,
-        coalesce(temporal_stats.mean_robust_zscore, methods.mean_robust_zscore) as mean_robust_zscore,
+        {%- for c in temporal_first %}
+        coalesce(temporal_stats.{{ c }}, methods.{{ c }}) as {{ c }},
+        {%- endfor %}
+        {%- for c in own_labels %}
+        methods.{{ c }},
+        {%- endfor %}
         methods.primary_percentile_rank as percentile_rank,
         methods.primary_peer_mean as peer_mean,
         methods.primary_peer_std as peer_std,
@@ -115,19 +115,6 @@ signals as (
         entity_results.entity_dimensions_hash,
         temporal_stats.metric_timeline as metric_trend_timeline,
         coalesce(temporal_stats.monthly_z_scores, methods.monthly_simple_z_scores, methods.monthly_robust_z_scores) as monthly_z_scores,
-        coalesce(temporal_stats.slope, methods.slope) as slope,
-        coalesce(temporal_stats.slope_percentile, methods.slope_percentile) as slope_percentile,
-        coalesce(temporal_stats.acceleration, methods.acceleration) as acceleration,
-        coalesce(temporal_stats.trend_direction, methods.trend_direction) as trend_direction,
-        coalesce(temporal_stats.momentum, methods.momentum) as momentum,
-        coalesce(temporal_stats.peer_percentile_trends, methods.peer_percentile_trends) as peer_percentile_trends,
-        methods.simple_zscore_anomaly,
-        methods.robust_zscore_anomaly,
-        coalesce(temporal_stats.latest_simple_zscore_anomaly, methods.latest_simple_zscore_anomaly) as latest_simple_zscore_anomaly,
-        coalesce(temporal_stats.mean_simple_zscore_anomaly, methods.mean_simple_zscore_anomaly) as mean_simple_zscore_anomaly,
-        coalesce(temporal_stats.latest_robust_zscore_anomaly, methods.latest_robust_zscore_anomaly) as latest_robust_zscore_anomaly,
-        coalesce(temporal_stats.mean_robust_zscore_anomaly, methods.mean_robust_zscore_anomaly) as mean_robust_zscore_anomaly,
-        coalesce(temporal_stats.slope_anomaly, methods.slope_anomaly) as slope_anomaly,
         classifications.signal_type as simplified_signal_type,
         classifications.severity as simplified_severity,
         classifications.severity_range as simplified_severity_range,
@@ -213,13 +200,9 @@ select
     trend_direction,
     momentum,
     peer_percentile_trends,
-    simple_zscore_anomaly,
-    robust_zscore_anomaly,
-    latest_simple_zscore_anomaly,
-    mean_simple_zscore_anomaly,
-    latest_robust_zscore_anomaly,
-    mean_robust_zscore_anomaly,
-    slope_anomaly,
+    {%- for c in anomaly_label_columns() %}
+    {{ c }},
+    {%- endfor %}
     simplified_signal_type,
     simplified_severity,
     simplified_severity_range,
