@@ -30,7 +30,8 @@ coalesce((
 
 {#- initcap: PostgreSQL has it; DuckDB has no initcap, so capitalise each space-separated word. -#}
 {% macro compass_initcap(expr) %}{{ return(adapter.dispatch('compass_initcap')(expr)) }}{% endmacro %}
-{% macro default__compass_initcap(expr) -%}
+{% macro default__compass_initcap(expr) %}{{ compass_unsupported_adapter('compass_initcap') }}{% endmacro %}
+{% macro duckdb__compass_initcap(expr) -%}
 (select string_agg(upper(left(w.word, 1)) || lower(substr(w.word, 2)), ' ' order by w.pos)
  from (select unnest(string_split({{ expr }}, ' ')) as word, generate_subscripts(string_split({{ expr }}, ' '), 1) as pos) as w)
 {%- endmacro %}

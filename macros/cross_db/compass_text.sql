@@ -1,7 +1,10 @@
 {#- Byte-order (C collation) sort key, so that ordered string_agg gives the same text on both
-    adapters: PostgreSQL's default collation is locale-aware, DuckDB sorts by bytes already. -#}
+    adapters: PostgreSQL's default collation is locale-aware, DuckDB sorts by bytes already. No
+    default: a byte-order collation has no portable spelling, and the canonical entity text hashed
+    for joins depends on it. -#}
 {% macro binary_sort(expr) %}{{ return(adapter.dispatch('binary_sort')(expr)) }}{% endmacro %}
-{% macro default__binary_sort(expr) %}{{ expr }}{% endmacro %}
+{% macro default__binary_sort(expr) %}{{ compass_unsupported_adapter('binary_sort') }}{% endmacro %}
+{% macro duckdb__binary_sort(expr) %}{{ expr }}{% endmacro %}
 {% macro postgres__binary_sort(expr) %}{{ expr }} collate "C"{% endmacro %}
 
 {#- Round to `places` decimals half away from zero on both adapters (decimal arithmetic:
