@@ -11,11 +11,11 @@ windowed as (
     select
         *,
         row_number() over (
-            partition by run_id, parent_node_id, parent_facility_id, parent_service_line, metric_id
+            partition by {{ contribution_parent_grain() | join(', ') }}
             order by contribution_weight desc, contribution_id asc
         ) as contribution_rank,
         sum(weight_share) over (
-            partition by run_id, parent_node_id, parent_facility_id, parent_service_line, metric_id
+            partition by {{ contribution_parent_grain() | join(', ') }}
         ) as total_weight_share
     from contributions
 )

@@ -26,7 +26,7 @@ methods as (
 
 global_statistics as (
     -- The real method name is statistical_method__robust_zscore__aggregate_time_period: match
-    -- on its parts, not on the short name alone (the original's join never matched).
+    -- on its parts (short name and method set), not on the bare name 'robust_zscore'.
     select
         {{ join_key(['run_id', 'canonical_node_id', 'facet_values_hash']) }} as facet_key,
         global_metric_mean,

@@ -8,32 +8,21 @@ nodes as (
     from {{ ref('stg_nodes') }}
 ),
 
-children as (
-    select
-        nodes.canonical_node_id,
-        {{ json_text('child.value', 'id') }} as related_node_id,
-        {{ json_text('child.value', 'edge_type') }} as edge_type,
-        'child' as edge_direction,
-        nodes.run_id
-    from nodes
-    {{ json_array_rows('nodes.raw_json', 'canonical_child_node_ids', 'child') }}
-),
-
-parents as (
-    select
-        nodes.canonical_node_id,
-        {{ json_text('parent.value', 'id') }} as related_node_id,
-        {{ json_text('parent.value', 'edge_type') }} as edge_type,
-        'parent' as edge_direction,
-        nodes.run_id
-    from nodes
-    {{ json_array_rows('nodes.raw_json', 'canonical_parent_node_ids', 'parent') }}
-),
-
 edges as (
-    select * from children
+    -- one row per element of the node's child list, then of its parent list
+    {%- for direction in ['child', 'parent'] %}
+    select
+        nodes.canonical_node_id,
+        {{ json_text(direction ~ '.value', 'id') }} as related_node_id,
+        {{ json_text(direction ~ '.value', 'edge_type') }} as edge_type,
+        '{{ direction }}' as edge_direction,
+        nodes.run_id
+    from nodes
+    {{ json_array_rows('nodes.raw_json', 'canonical_' ~ direction ~ '_node_ids', direction) }}
+    {%- if not loop.last %}
     union all
-    select * from parents
+    {%- endif %}
+    {%- endfor %}
 )
 
 select

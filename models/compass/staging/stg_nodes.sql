@@ -34,8 +34,8 @@ final as (
 
 select
     *,
-    split_part(canonical_node_id, '__', 2) as groupby_fields,
-    split_part(canonical_node_id, '__', 3) as time_grain,
+    {{ node_groupby_fields('canonical_node_id') }} as groupby_fields,
+    {{ node_time_grain('canonical_node_id') }} as time_grain,
     {{ extract_feature_type('canonical_node_id') }} as feature_type
 from final
 where canonical_node_id is not null
