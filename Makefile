@@ -12,24 +12,24 @@ export DBT_PROFILES_DIR ?= $(CURDIR)
 export DBT_SEND_ANONYMOUS_USAGE_STATS ?= false
 DBT_FLAGS := --target $(TARGET)
 
-.PHONY: help all install deps seed compass-data build freshness docs test lint ingest flush bench clean pg-db
+.PHONY: help all install deps seed compass-data build freshness docs test test-unit lint ingest flush bench clean pg-db
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 all: install deps seed compass-data build ## Fresh machine: venv, install, dbt deps, seed, load Compass, dbt build (DuckDB)
 
-install: $(VENV)/.installed ## Create .venv and install the project with its dev extra
+install: $(VENV)/.installed ## Create .venv: dbt, the sidecar, the Compass tools, the dev tools
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: requirements-dev.txt sidecar/pyproject.toml compass_data/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -r requirements-dev.txt
 	@touch $@
 
-# The integration tests also need the optional extras (a real Soda scan, Dagster in-process).
+# The integration tests also need the sidecar's optional extras (a real Soda scan, Dagster).
 $(VENV)/.installed-extras: $(VENV)/.installed
-	$(BIN)/pip install --quiet -e ".[dev,soda,dagster]"
+	$(BIN)/pip install --quiet -e "./sidecar[soda,dagster]"
 	@touch $@
 
 deps: install ## dbt deps (installs the local qalita package)
@@ -56,11 +56,15 @@ freshness: deps ## dbt source freshness
 docs: deps ## dbt docs generate
 	$(DBT) docs generate $(DBT_FLAGS)
 
-test: $(VENV)/.installed-extras ## Run the pytest suite (DuckDB and PostgreSQL; installs the soda and dagster extras)
+test: $(VENV)/.installed-extras ## Every suite: unit, sidecar integration, package, Compass, host project (DuckDB and PostgreSQL)
 	$(BIN)/pytest
 
-lint: install ## sqlfluff (dbt templater) and ruff
-	$(BIN)/ruff check sidecar bench
+test-unit: install ## The pure tests: no dbt, no database, HTTP on loopback only (under a minute)
+	$(BIN)/pytest sidecar/tests/unit compass_data/tests -m "not slow" -q
+
+lint: install ## ruff, mypy, sqlfluff (dbt templater)
+	$(BIN)/ruff check sidecar compass_data testing dbt_qalita bench examples
+	$(BIN)/mypy sidecar/qalita_sidecar
 	$(BIN)/sqlfluff lint models
 
 ingest: install ## Ship the latest dbt builds to QALITA (or to the outbox without QALITA settings)

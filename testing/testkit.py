@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 REQUIRE_POSTGRES = os.environ.get("QALITA_TEST_REQUIRE_POSTGRES") == "1"
 PG_HOST = os.environ.get("DBT_POSTGRES_HOST", "127.0.0.1")
@@ -151,7 +151,24 @@ def require_postgres() -> None:
     pytest.skip(reason)
 
 
+_deps_done = False
+
+
+def ensure_host_deps() -> None:
+    """`dbt deps` of the host project (the local `qalita` package), once per test session, by the
+    first test that runs dbt: pure tests never pay for it."""
+    global _deps_done
+    if _deps_done:
+        return
+    subprocess.run([str(BIN / "dbt"), "deps", "--project-dir", str(REPO), "--profiles-dir",
+                    str(REPO)], cwd=REPO, check=True, capture_output=True,
+                   env={**base_env(Path("/tmp")), "DBT_LOG_PATH": "/tmp/qalita-dbt-deps-logs"})
+    _deps_done = True
+
+
 def make_project(tmp: Path, target: str, project_dir: Path = REPO) -> DbtProject:
+    if project_dir == REPO:
+        ensure_host_deps()
     env = base_env(tmp)
     if target == "prod":
         require_postgres()

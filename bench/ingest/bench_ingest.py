@@ -143,7 +143,8 @@ import json, resource, sys, time
 sys.path.insert(0, {sidecar!r})
 mode, manifest_path, results_path = sys.argv[1:4]
 import orjson
-from qalita_sidecar import artifacts, mapping
+from qalita_sidecar.readers.dbt import artifacts
+from qalita_sidecar.readers.dbt import to_shipment
 def hwm():
     # VmHWM, not ru_maxrss: Linux keeps ru_maxrss across exec, so a child would inherit ours
     for line in open("/proc/self/status"):
@@ -158,7 +159,7 @@ if mode == "ours":
     m = artifacts.read_manifest(manifest_path)
     inv = artifacts.read_run_results(results_path, m)
     t1 = time.perf_counter()
-    s = mapping.to_shipment(inv, project="bench", environment="ci", manifest=m)
+    s = to_shipment.to_shipment(inv, project="bench", environment="ci", manifest=m)
     t2 = time.perf_counter()
     extra = dict(metrics=len(s.metrics), recommendations=len(s.recommendations),
                  schemas=len(s.schemas), nodes=len(m.nodes), results=len(inv.results))
@@ -199,15 +200,17 @@ def measure(mode: str, manifest: Path, results: Path) -> dict | None:
 def ship(manifest: Path, results: Path, invocations: int) -> None:
     """Ship the big invocation, then `invocations` small ones, to the local contract server."""
     sys.path.insert(0, str(REPO / "sidecar"))
-    sys.path.insert(0, str(REPO / "sidecar" / "tests"))
+    sys.path.insert(0, str(REPO / "testing"))
     import tempfile
     from dataclasses import replace
 
     from contract_server import ContractServer
-    from qalita_sidecar import artifacts, deliver, mapping
-    from qalita_sidecar.ledger import FileLedger
-    from qalita_sidecar.outbox import Outbox
+
+    from qalita_sidecar.readers.dbt import artifacts, to_shipment
     from qalita_sidecar.settings import load_settings
+    from qalita_sidecar.shipping import deliver
+    from qalita_sidecar.shipping.ledger import FileLedger
+    from qalita_sidecar.shipping.outbox import Outbox
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
     server = ContractServer()
@@ -216,10 +219,10 @@ def ship(manifest: Path, results: Path, invocations: int) -> None:
         settings = load_settings(server.env())
         m = artifacts.read_manifest(manifest)
         inv = artifacts.read_run_results(results, m)
-        big = mapping.to_shipment(inv, project="bench", environment="ci", manifest=m)
+        big = to_shipment.to_shipment(inv, project="bench", environment="ci", manifest=m)
         sizes = {k: len(json.dumps(v)) / 1e6 for k, v in big.files().items()}
         small_inv = replace(inv, results=inv.results[:1000])
-        smalls = [mapping.to_shipment(replace(small_inv, invocation_id=f"small-{i}"),
+        smalls = [to_shipment.to_shipment(replace(small_inv, invocation_id=f"small-{i}"),
                                       project="bench", environment="ci", manifest=m)
                   for i in range(invocations)]
         with tempfile.TemporaryDirectory() as tmp:
@@ -246,8 +249,8 @@ def table_read(results: int) -> None:
     import duckdb
 
     sys.path.insert(0, str(REPO / "sidecar"))
-    from qalita_sidecar import warehouse
-    from qalita_sidecar.dbt_profile import WarehouseTarget
+    from qalita_sidecar.readers.dbt import warehouse
+    from qalita_sidecar.readers.dbt.profile import WarehouseTarget
 
     with tempfile.TemporaryDirectory() as tmp:
         path = str(Path(tmp) / "wh.duckdb")

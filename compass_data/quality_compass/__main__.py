@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from qalita_sidecar.dbt_profile import ProfileError
+from qalita_sidecar.readers.dbt.profile import ProfileError
 
 from .generate import GenerateConfig, generate
 from .load import RAW_SCHEMA, LoadError, load_from_profile

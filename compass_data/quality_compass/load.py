@@ -23,7 +23,8 @@ from typing import Any
 import duckdb
 import orjson
 import psycopg2
-from qalita_sidecar.dbt_profile import WarehouseTarget, connect, load_target
+
+from qalita_sidecar.readers.dbt.profile import WarehouseTarget, connect, load_target
 
 RAW_SCHEMA = "raw"
 DUCKDB_MEMORY_LIMIT = "1GB"

@@ -20,7 +20,8 @@ from collections import Counter
 from pathlib import Path
 
 import dagster as dg
-from qalita_sidecar.integrations.dagster_qalita import QalitaResource, qalita_sensors
+
+from qalita_sidecar.hosts.dagster import QalitaResource, qalita_sensors
 
 DATA = Path(os.environ.get("RETAIL_DATA_DIR")
             or Path(__file__).resolve().parents[2] / "tests" / "integrations" / "data")

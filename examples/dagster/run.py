@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import dagster as dg
 from definitions import defs
-from qalita_sidecar.integrations.dagster_qalita import QalitaResource, qalita_sensors
+
+from qalita_sidecar.hosts.dagster import QalitaResource, qalita_sensors
 
 
 def main() -> None:

@@ -21,12 +21,13 @@ from pathlib import Path
 
 import click
 
-from . import artifacts, deliver, mapping, warehouse
-from .dbt_profile import ProfileError, WarehouseTarget, load_target
-from .ledger import FileLedger, LedgerError, WarehouseLedger
-from .outbox import Outbox, OutboxError, default_root
-from .settings import SettingsError, load_settings
-from .shipment import Shipment, idempotency_key
+from qalita_sidecar.readers.dbt import artifacts, to_shipment, warehouse
+from qalita_sidecar.readers.dbt.profile import ProfileError, WarehouseTarget, load_target
+from qalita_sidecar.settings import SettingsError, load_settings
+from qalita_sidecar.shipment import Shipment, idempotency_key
+from qalita_sidecar.shipping import deliver
+from qalita_sidecar.shipping.ledger import FileLedger, LedgerError, WarehouseLedger
+from qalita_sidecar.shipping.outbox import Outbox, OutboxError, default_root
 
 EX_FAILED = 1
 PROGRESS_FROM = 20  # shipments: below this a bar is noise
@@ -136,7 +137,7 @@ def ship_and_report(shipments: list[Shipment], settings, outbox: Outbox, ledger)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="qalita-dbt-sidecar", prog_name="qalita-sidecar")
+@click.version_option(package_name="qalita-sidecar", prog_name="qalita-sidecar")
 def main() -> None:
     """Ship dbt (and other tools') results to QALITA, exactly once."""
 
@@ -296,7 +297,7 @@ def ingest_dbt(manifest: Path | None, results: Path | None, sources: Path | None
     for line in read.lines:
         click.echo(f"  {line}")
     try:
-        shipments = [mapping.to_shipment(inv, project=project,
+        shipments = [to_shipment.to_shipment(inv, project=project,
                                          environment=env_of(inv.environment), manifest=man)
                      for inv in read.invocations]
     except ValueError as exc:
@@ -365,7 +366,7 @@ def flush(outbox_dir: Path | None, project_dir: Path, profiles_dir: Path | None,
 
 
 # `ingest soda` and `serve airbyte` (integrations/cli.py); imported last, it uses the helpers above.
-from .integrations.cli import register  # noqa: E402
+from qalita_sidecar.cli.integrations import register  # noqa: E402
 
 register(main, ingest)
 

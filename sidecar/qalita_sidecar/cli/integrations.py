@@ -15,12 +15,17 @@ from pathlib import Path
 
 import click
 
-from ..cli import InputError, _file_ledger, _settings, ship_and_report
-from ..outbox import Outbox, OutboxError, default_root
-from ..settings import SettingsError
-from .airbyte_server import DEFAULT_MAX_BODY, AirbyteService, load_connection_map, make_server
-from .airbyte_server import serve as serve_forever
-from .soda import SodaResultsError, read_scan_results, scan_to_shipment
+from qalita_sidecar.cli import InputError, _file_ledger, _settings, ship_and_report
+from qalita_sidecar.hosts.airbyte_server import (
+    DEFAULT_MAX_BODY,
+    AirbyteService,
+    load_connection_map,
+    make_server,
+)
+from qalita_sidecar.hosts.airbyte_server import serve as serve_forever
+from qalita_sidecar.readers.soda import SodaResultsError, read_scan_results, scan_to_shipment
+from qalita_sidecar.settings import SettingsError
+from qalita_sidecar.shipping.outbox import Outbox, OutboxError, default_root
 
 _OUTBOX_HELP = "Outbox folder (default: $QALITA_OUTBOX_DIR, else .qalita/outbox)."
 

@@ -24,11 +24,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from ..deliver import Outcome, ship
-from ..ledger import Ledger, LedgerError
-from ..outbox import Outbox, OutboxError
-from ..settings import Settings, SettingsError
-from .airbyte import AirbyteEventError, parse_event, sync_to_shipment
+from qalita_sidecar.readers.airbyte import AirbyteEventError, parse_event, sync_to_shipment
+from qalita_sidecar.settings import Settings, SettingsError
+from qalita_sidecar.shipping.deliver import Outcome, ship
+from qalita_sidecar.shipping.ledger import Ledger, LedgerError
+from qalita_sidecar.shipping.outbox import Outbox, OutboxError
 
 WEBHOOK_PATH = "/airbyte/webhook"
 HEALTH_PATHS = ("/health", "/healthz")

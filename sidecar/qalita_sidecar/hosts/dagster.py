@@ -1,7 +1,7 @@
 """Dagster -> QALITA: a `QalitaResource` and run-status sensors that ship each finished run's asset
 checks and outcome through the sidecar (outbox, retries, ledger), not through a CLI.
 
-    from qalita_sidecar.integrations.dagster_qalita import QalitaResource, qalita_sensors
+    from qalita_sidecar.hosts.dagster import QalitaResource, qalita_sensors
     defs = dg.Definitions(assets=..., asset_checks=...,
                           resources={"qalita": QalitaResource(project="retail")},
                           sensors=qalita_sensors())
@@ -27,12 +27,18 @@ from typing import Any
 
 import dagster as dg
 
-from ..deliver import Outcome, ship
-from ..ledger import FileLedger
-from ..outbox import Outbox, default_root
-from ..settings import load_settings
-from ..shipment import Job, Metric, Recommendation, Scope, Shipment, idempotency_key
-from .common import count_metrics, is_number, now_date, qalita_date, schema_entries
+from qalita_sidecar.readers.common import (
+    count_metrics,
+    is_number,
+    now_date,
+    qalita_date,
+    schema_entries,
+)
+from qalita_sidecar.settings import load_settings
+from qalita_sidecar.shipment import Job, Metric, Recommendation, Scope, Shipment, idempotency_key
+from qalita_sidecar.shipping.deliver import Outcome, ship
+from qalita_sidecar.shipping.ledger import FileLedger
+from qalita_sidecar.shipping.outbox import Outbox, default_root
 
 
 @dataclass(frozen=True)

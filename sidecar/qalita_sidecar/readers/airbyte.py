@@ -24,8 +24,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ..shipment import Job, Metric, Recommendation, Scope, Shipment, idempotency_key
-from .common import QALITA_DATE, is_number, now_date, qalita_date, schema_entries
+from qalita_sidecar.readers.common import (
+    QALITA_DATE,
+    is_number,
+    now_date,
+    qalita_date,
+    schema_entries,
+)
+from qalita_sidecar.shipment import Job, Metric, Recommendation, Scope, Shipment, idempotency_key
 
 STATS = ("records_emitted", "records_committed", "bytes_emitted", "bytes_committed")
 _CAMEL = {"records_emitted": "recordsEmitted", "records_committed": "recordsCommitted",

@@ -9,7 +9,7 @@ from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime, timezone
 
-from ..shipment import Metric, SchemaEntry, Scope
+from qalita_sidecar.shipment import Metric, SchemaEntry, Scope
 
 QALITA_DATE = "%Y-%m-%d %H:%M:%S"
 # Outcomes counted in a score (dbt's rule: passed / (passed + failed + warned + errored)).

@@ -19,8 +19,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from ..shipment import Job, Metric, Recommendation, Scope, Shipment, idempotency_key
-from .common import count_metrics, is_number, now_date, qalita_date, schema_entries
+from qalita_sidecar.readers.common import (
+    count_metrics,
+    is_number,
+    now_date,
+    qalita_date,
+    schema_entries,
+)
+from qalita_sidecar.shipment import Job, Metric, Recommendation, Scope, Shipment, idempotency_key
 
 OUTCOMES = {"pass": "passed", "fail": "failed", "warn": "warned"}
 LEVELS = {"failed": "high", "warned": "warning", "errored": "high"}

@@ -19,7 +19,7 @@ from typing import Any
 
 import requests
 
-from .settings import Ids, Settings
+from qalita_sidecar.settings import Ids, Settings
 
 log = logging.getLogger(__name__)
 

@@ -14,11 +14,17 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from .client import AuthFailed, QalitaClient, QalitaError, Rejected, Unavailable
-from .ledger import Ledger, LedgerError
-from .outbox import Entry, Outbox
-from .settings import Settings, SettingsError
-from .shipment import Shipment
+from qalita_sidecar.settings import Settings, SettingsError
+from qalita_sidecar.shipment import Shipment
+from qalita_sidecar.shipping.client import (
+    AuthFailed,
+    QalitaClient,
+    QalitaError,
+    Rejected,
+    Unavailable,
+)
+from qalita_sidecar.shipping.ledger import Ledger, LedgerError
+from qalita_sidecar.shipping.outbox import Entry, Outbox
 
 Status = Literal["delivered", "already_delivered", "queued", "dead"]
 UPLOAD_KINDS = ("metrics", "recommendations", "schemas")

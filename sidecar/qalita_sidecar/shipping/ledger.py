@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
-from .dbt_profile import ProfileError, WarehouseTarget, connect
-from .shipment import Shipment
+from qalita_sidecar.readers.dbt.profile import ProfileError, WarehouseTarget, connect
+from qalita_sidecar.shipment import Shipment
 
 TABLE = "qalita_shipments"
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from .shipment import Shipment
+from qalita_sidecar.shipment import Shipment
 
 DEFAULT_ROOT = Path(".qalita/outbox")
 DEFAULT_MAX_BYTES = 512 * 1024 * 1024

@@ -9,15 +9,16 @@ import subprocess
 
 import dagster as dg
 import pytest
-from integrations.itkit import EXAMPLES, clean_env, items, ledger_keys, pending, sidecar
-from qalita_sidecar.integrations.dagster_qalita import (
+from support.itkit import EXAMPLES, clean_env, items, ledger_keys, pending, sidecar
+from testkit import BIN
+
+from qalita_sidecar.hosts.dagster import (
     CheckResult,
     DagsterRunRecord,
     QalitaResource,
     qalita_sensors,
     run_to_shipment,
 )
-from testkit import BIN
 
 
 def _example():

@@ -12,9 +12,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from qalita_sidecar import artifacts, warehouse
-from qalita_sidecar.dbt_profile import load_target
 from testkit import BIN, REPO, drop_database, make_project
+
+from qalita_sidecar.readers.dbt import artifacts, warehouse
+from qalita_sidecar.readers.dbt.profile import load_target
 
 FAILING = {"airquality_failing_variant": True}
 

@@ -4,10 +4,11 @@ import json
 import uuid
 
 import pytest
-from qalita_sidecar.dbt_profile import WarehouseTarget, connect
-from qalita_sidecar.ledger import FileLedger, LedgerError, WarehouseLedger
-from shipping.shipments import make_shipment
+from support.shipments import make_shipment
 from testkit import PG_HOST, PG_PORT, PG_USER, create_database, drop_database, require_postgres
+
+from qalita_sidecar.readers.dbt.profile import WarehouseTarget, connect
+from qalita_sidecar.shipping.ledger import FileLedger, LedgerError, WarehouseLedger
 
 
 @pytest.fixture(params=["duckdb", "postgres"])

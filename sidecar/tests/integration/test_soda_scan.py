@@ -11,7 +11,7 @@ import uuid
 
 import psycopg2
 import pytest
-from integrations.itkit import DATA, EXAMPLES, clean_env, items, ledger_keys, pending, sidecar
+from support.itkit import DATA, EXAMPLES, clean_env, items, ledger_keys, pending, sidecar
 from testkit import BIN, PG_HOST, PG_PORT, PG_USER, create_database, drop_database, require_postgres
 
 SODA = EXAMPLES / "soda"

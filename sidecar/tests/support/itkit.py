@@ -12,7 +12,7 @@ from typing import Any
 
 from testkit import BIN, REPO
 
-EXAMPLES = REPO / "sidecar" / "examples"
+EXAMPLES = REPO / "examples"
 DATA = Path(__file__).parent / "data"
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from integrations.airbyte_events import CONNECTION, guide_event, notification
-from qalita_sidecar.integrations.airbyte import (
+from support.airbyte_events import CONNECTION, guide_event, notification
+
+from qalita_sidecar.readers.airbyte import (
     AirbyteEventError,
     parse_event,
     sync_key,

@@ -13,17 +13,18 @@ import threading
 
 import pytest
 import requests
-from integrations.airbyte_events import CONNECTION, guide_event, notification
-from integrations.itkit import clean_env, items, ledger_keys, pending, sidecar, wait_until
-from qalita_sidecar.integrations.airbyte_server import (
+from support.airbyte_events import CONNECTION, guide_event, notification
+from support.itkit import clean_env, items, ledger_keys, pending, sidecar, wait_until
+from testkit import BIN
+
+from qalita_sidecar.hosts.airbyte_server import (
     AirbyteService,
     load_connection_map,
     make_server,
 )
-from qalita_sidecar.ledger import FileLedger
-from qalita_sidecar.outbox import Outbox
 from qalita_sidecar.settings import load_settings
-from testkit import BIN
+from qalita_sidecar.shipping.ledger import FileLedger
+from qalita_sidecar.shipping.outbox import Outbox
 
 
 def write_config(tmp_path, server, default: bool = False):

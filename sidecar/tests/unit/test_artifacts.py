@@ -8,9 +8,15 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from qalita_sidecar import artifacts
-from qalita_sidecar.artifacts import ArtifactError, read_manifest, read_run_results, read_sources
+
 from qalita_sidecar.cli import main
+from qalita_sidecar.readers.dbt import artifacts
+from qalita_sidecar.readers.dbt.artifacts import (
+    ArtifactError,
+    read_manifest,
+    read_run_results,
+    read_sources,
+)
 
 URL = "https://schemas.getdbt.com/dbt/{kind}/v{version}.json"
 MODEL = "model.shop.orders"

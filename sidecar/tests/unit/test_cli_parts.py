@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from qalita_sidecar.cli import EitherLedger, _progress
-from qalita_sidecar.ledger import FileLedger
 from qalita_sidecar.shipment import Job, Shipment
+from qalita_sidecar.shipping.ledger import FileLedger
 
 
 def shipment(key: str, origin: str) -> Shipment:

@@ -7,7 +7,9 @@ import logging
 
 import pytest
 import requests
-from qalita_sidecar.client import (
+
+from qalita_sidecar.settings import Ids, Settings
+from qalita_sidecar.shipping.client import (
     AuthFailed,
     QalitaClient,
     Rejected,
@@ -15,7 +17,6 @@ from qalita_sidecar.client import (
     backoff_s,
     parse_retry_after,
 )
-from qalita_sidecar.settings import Ids, Settings
 
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.never-print-me"
 WALL0 = 1_800_000_000.0

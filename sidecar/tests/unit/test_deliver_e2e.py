@@ -6,11 +6,12 @@ import json
 
 import pytest
 from contract_server import http_date
-from qalita_sidecar.deliver import exit_code, flush, ship
-from qalita_sidecar.ledger import FileLedger
-from qalita_sidecar.outbox import Outbox
+from support.shipments import make_shipment
+
 from qalita_sidecar.settings import load_settings
-from shipping.shipments import make_shipment
+from qalita_sidecar.shipping.deliver import exit_code, flush, ship
+from qalita_sidecar.shipping.ledger import FileLedger
+from qalita_sidecar.shipping.outbox import Outbox
 
 UPLOADS = "/api/v1/{}/upload"
 
@@ -226,9 +227,10 @@ def test_mapping_file_gives_the_ids(qalita_server, box, ledger, tmp_path):
 def test_warehouse_ledger_end_to_end(qalita_server, box, tmp_path, adapter):
     import uuid
 
-    from qalita_sidecar.dbt_profile import WarehouseTarget
-    from qalita_sidecar.ledger import WarehouseLedger
     from testkit import PG_HOST, PG_PORT, PG_USER, create_database, drop_database, require_postgres
+
+    from qalita_sidecar.readers.dbt.profile import WarehouseTarget
+    from qalita_sidecar.shipping.ledger import WarehouseLedger
 
     if adapter == "duckdb":
         target = WarehouseTarget("p", "dev", "duckdb", "main", {"path": str(tmp_path / "w.duckdb")})
@@ -253,7 +255,7 @@ def test_warehouse_ledger_end_to_end(qalita_server, box, tmp_path, adapter):
 
 class BrokenLedger(FileLedger):
     def record(self, shipment, job_id):
-        from qalita_sidecar.ledger import LedgerError
+        from qalita_sidecar.shipping.ledger import LedgerError
 
         raise LedgerError("ledger main_qalita.qalita_shipments: Could not set lock on file")
 
@@ -318,7 +320,7 @@ def test_a_subprocess_ships_to_the_server_with_settings_from_its_environment(qal
 
     s = make_shipment()
     box.put(s)
-    code = ("import sys; from pathlib import Path; from qalita_sidecar import deliver, ledger, outbox, settings; "
+    code = ("import sys; from pathlib import Path; from qalita_sidecar import settings; from qalita_sidecar.shipping import deliver, ledger, outbox; "
             "o = deliver.flush(settings.load_settings(), outbox.Outbox(Path(sys.argv[1])), "
             "ledger.FileLedger(Path(sys.argv[2]))); print([x.status for x in o]); "
             "sys.exit(deliver.exit_code(o))")

@@ -6,8 +6,9 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from qalita_sidecar.artifacts import Invocation, Manifest, Node, Result
-from qalita_sidecar.mapping import score, to_shipment
+
+from qalita_sidecar.readers.dbt.artifacts import Invocation, Manifest, Node, Result
+from qalita_sidecar.readers.dbt.to_shipment import score, to_shipment
 from qalita_sidecar.shipment import Scope, idempotency_key
 
 P = "shop"

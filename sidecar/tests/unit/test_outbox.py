@@ -4,8 +4,9 @@ import json
 import os
 
 import pytest
-from qalita_sidecar.outbox import Outbox, OutboxError
-from shipping.shipments import make_shipment
+from support.shipments import make_shipment
+
+from qalita_sidecar.shipping.outbox import Outbox, OutboxError
 
 
 def test_put_writes_a_readable_entry_and_is_idempotent_per_key(tmp_path):
@@ -161,9 +162,9 @@ def test_an_entry_from_the_older_single_file_format_keeps_its_job(tmp_path):
 
 
 def test_a_shipment_is_not_read_back_while_it_ships(qalita_server, tmp_path, monkeypatch):
-    from qalita_sidecar.deliver import ship
-    from qalita_sidecar.ledger import FileLedger
     from qalita_sidecar.settings import load_settings
+    from qalita_sidecar.shipping.deliver import ship
+    from qalita_sidecar.shipping.ledger import FileLedger
 
     loads = []
     real_load = Outbox._load

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from qalita_sidecar.settings import Ids, SettingsError, load_settings
 
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.secret-token-value"

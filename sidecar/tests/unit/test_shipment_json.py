@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import json
 
+from support.shipments import make_shipment
+
 from qalita_sidecar.shipment import Shipment
-from shipping.shipments import make_shipment
 
 
 def test_round_trip_is_exact_through_json_text():

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from qalita_sidecar.integrations.soda import SodaResultsError, read_scan_results, scan_to_shipment
+
+from qalita_sidecar.readers.soda import SodaResultsError, read_scan_results, scan_to_shipment
 
 
 def check(name, outcome, table="orders", column=None, value=None, metric=None, **extra):

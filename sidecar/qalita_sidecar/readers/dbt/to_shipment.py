@@ -15,8 +15,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_DOWN, Decimal
 
-from .artifacts import Invocation, Manifest, Result, paused_gc
-from .shipment import Job, Metric, Recommendation, SchemaEntry, Scope, Shipment, idempotency_key
+from qalita_sidecar.readers.dbt.artifacts import Invocation, Manifest, Result, paused_gc
+from qalita_sidecar.shipment import (
+    Job,
+    Metric,
+    Recommendation,
+    SchemaEntry,
+    Scope,
+    Shipment,
+    idempotency_key,
+)
 
 TEST_TYPES = ("test", "unit_test")
 BUILT_TYPES = ("model", "seed", "snapshot")

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .artifacts import Invocation, Result
-from .dbt_profile import ProfileError, WarehouseTarget, connect
+from qalita_sidecar.readers.dbt.artifacts import Invocation, Result
+from qalita_sidecar.readers.dbt.profile import ProfileError, WarehouseTarget, connect
 
 _INVOCATION_COLUMNS = ("invocation_id", "command", "started_at", "finished_at", "project_name",
                        "environment", "target_name", "dbt_version", "git_sha", "git_branch")
