@@ -29,7 +29,7 @@ $(VENV)/.installed: requirements-dev.txt sidecar/pyproject.toml compass_data/pyp
 
 # The integration tests also need the sidecar's optional extras (a real Soda scan, Dagster).
 $(VENV)/.installed-extras: $(VENV)/.installed
-	$(BIN)/pip install --quiet -e "./sidecar[soda,dagster]"
+	$(BIN)/pip install --quiet -r requirements-dev.txt -e "./sidecar[soda,dagster]"
 	@touch $@
 
 deps: install ## dbt deps (installs the local qalita package)
