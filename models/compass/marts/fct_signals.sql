@@ -56,7 +56,7 @@ temporal_stats as (
         entity_results.metadata_per_period,
         coalesce(methods.monthly_simple_z_scores, methods.monthly_robust_z_scores) as monthly_z_scores,
         {%- for c in temporal_first %}
-        methods.{{ c }}{% if not loop.last %},{% endif %}
+            methods.{{ c }}{% if not loop.last %},{% endif %}
         {%- endfor %}
     from entity_results
     inner join methods
@@ -98,10 +98,10 @@ signals as (
         methods.simple_zscore_anomaly as anomaly_classification,
         {{ map_anomaly_to_severity('methods.simple_zscore_anomaly') }} as severity,
         {%- for c in temporal_first %}
-        coalesce(temporal_stats.{{ c }}, methods.{{ c }}) as {{ c }},
+            coalesce(temporal_stats.{{ c }}, methods.{{ c }}) as {{ c }},
         {%- endfor %}
         {%- for c in own_labels %}
-        methods.{{ c }},
+            methods.{{ c }},
         {%- endfor %}
         methods.primary_percentile_rank as percentile_rank,
         methods.primary_peer_mean as peer_mean,
@@ -201,7 +201,7 @@ select
     momentum,
     peer_percentile_trends,
     {%- for c in anomaly_label_columns() %}
-    {{ c }},
+        {{ c }},
     {%- endfor %}
     simplified_signal_type,
     simplified_severity,

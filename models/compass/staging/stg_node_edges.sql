@@ -11,17 +11,17 @@ nodes as (
 edges as (
     -- one row per element of the node's child list, then of its parent list
     {%- for direction in ['child', 'parent'] %}
-    select
-        nodes.canonical_node_id,
-        {{ json_text(direction ~ '.value', 'id') }} as related_node_id,
-        {{ json_text(direction ~ '.value', 'edge_type') }} as edge_type,
-        '{{ direction }}' as edge_direction,
-        nodes.run_id
-    from nodes
-    {{ json_array_rows('nodes.raw_json', 'canonical_' ~ direction ~ '_node_ids', direction) }}
-    {%- if not loop.last %}
-    union all
-    {%- endif %}
+        select
+            nodes.canonical_node_id,
+            {{ json_text(direction ~ '.value', 'id') }} as related_node_id,
+            {{ json_text(direction ~ '.value', 'edge_type') }} as edge_type,
+            '{{ direction }}' as edge_direction,
+            nodes.run_id
+        from nodes
+        {{ json_array_rows('nodes.raw_json', 'canonical_' ~ direction ~ '_node_ids', direction) }}
+        {%- if not loop.last %}
+            union all
+        {%- endif %}
     {%- endfor %}
 )
 
