@@ -19,7 +19,7 @@ Faults: `server.fail(path, status, times=, retry_after=, delay_s=, method=)` ans
 holds the answer back: the server did the work, a client that timed out never hears of it). `server.stop()` / `server.start()`
 restart it on the same port (connection refused in between).
 
-Standalone: `python sidecar/tests/contract_server.py --port 8765` serves until interrupted and
+Standalone: `python testing/contract_server.py --port 8765` serves until interrupted and
 prints what it received on exit.
 """
 

@@ -3,8 +3,8 @@
     pip install -e ".[dagster]"          (from the repository root)
     export QALITA_WORKER_ENDPOINT=https://qalita.example QALITA_WORKER_TOKEN=...
     export QALITA_PACK_ID=... QALITA_PACK_VERSION_ID=...
-    dagster dev -f sidecar/examples/dagster/definitions.py    (needs dagster-webserver)
-    python sidecar/examples/dagster/run.py                    (one run, shipped, no daemon)
+    dagster dev -f examples/dagster/definitions.py    (needs dagster-webserver)
+    python examples/dagster/run.py                    (one run, shipped, no daemon)
 
 Every finished run of any job in this code location is shipped by the `qalita_run_success` /
 `qalita_run_failure` sensors: one QALITA job per run, check counts and a score per asset, one
@@ -24,7 +24,7 @@ import dagster as dg
 from qalita_sidecar.hosts.dagster import QalitaResource, qalita_sensors
 
 DATA = Path(os.environ.get("RETAIL_DATA_DIR")
-            or Path(__file__).resolve().parents[2] / "tests" / "integrations" / "data")
+            or Path(__file__).resolve().parents[1] / "data")
 
 
 def _rows(name: str) -> list[dict[str, str]]:

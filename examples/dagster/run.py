@@ -1,6 +1,6 @@
 """Run the example's `retail` job in-process and ship it the way the sensor does (no daemon).
 
-    python sidecar/examples/dagster/run.py
+    python examples/dagster/run.py
 
 In a deployment, the Dagster daemon (or `dagster dev`, from the dagster-webserver package)
 evaluates `qalita_run_success` / `qalita_run_failure` after each run; this script does the same

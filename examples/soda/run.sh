@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Soda Core scan of the sample retail data, shipped to QALITA by the sidecar.
 #   pip install -e ".[soda]"      (from the repository root)
-#   bash sidecar/examples/soda/run.sh
+#   bash examples/soda/run.sh
 # Without QALITA_WORKER_ENDPOINT / QALITA_WORKER_TOKEN / QALITA_PACK_ID / QALITA_PACK_VERSION_ID
 # the shipment waits in the outbox (.qalita/outbox) for `qalita-sidecar flush`.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-data="$here/../../tests/integrations/data"
+data="$here/../data"
 export SODA_PG_HOST="${SODA_PG_HOST:-127.0.0.1}" SODA_PG_PORT="${SODA_PG_PORT:-5432}"
 export SODA_PG_USER="${SODA_PG_USER:-postgres}" SODA_PG_PASSWORD="${SODA_PG_PASSWORD:-}"
 export SODA_PG_DATABASE="${SODA_PG_DATABASE:-soda_retail}"

@@ -13,7 +13,7 @@ from typing import Any
 from testkit import BIN, REPO
 
 EXAMPLES = REPO / "examples"
-DATA = Path(__file__).parent / "data"
+DATA = REPO / "examples" / "data"
 
 
 def clean_env(tmp: Path, **extra: str) -> dict[str, str]:
