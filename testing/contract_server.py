@@ -1,4 +1,4 @@
-"""A local QALITA server that enforces the REST contract (../shared/specs/qalita-rest-contract.md).
+"""A local QALITA server that enforces the REST contract (docs/shipping.md, "Testing against a local QALITA").
 
 It lives with the tests, never in the product. It listens on 127.0.0.1 on a real port, so a
 subprocess (`qalita-sidecar ingest dbt`, `make ingest`) can ship to it as well as in-process code.

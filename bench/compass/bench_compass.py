@@ -5,7 +5,7 @@ For each size (entity rows) and adapter, into a fresh warehouse:
   2. load it with the CLI (`python -m quality_compass load`): raw rows, seconds, rows/s, peak RSS,
   3. `dbt build --select tag:compass ref_facilities metric_catalog`: seconds, result statuses and
      the slowest nodes (from run_results.json).
-Prints figures and ratios; asserts nothing. Budget (issue 3): 100k entity rows loaded and built in
+Prints figures and ratios; asserts nothing. Budget: 100k entity rows loaded and built in
 under 60 s on DuckDB; the table says whether each run is within it.
 
     .venv/bin/python bench/compass/bench_compass.py [--sizes 10000,100000,1000000]

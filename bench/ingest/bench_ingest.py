@@ -1,6 +1,6 @@
 """Read, map and ship a generated dbt project's results: 10 k and 100 k results.
 
-Budget (issue 4): reading and mapping 100 k results with a 50 MB manifest in under 5 s and 300 MB.
+Budget: reading and mapping 100 k results with a 50 MB manifest in under 5 s and 300 MB.
 Each measurement runs in a fresh Python process so its peak RSS is its own. Prints figures only.
 
     .venv/bin/python bench/ingest/bench_ingest.py [--sizes 10000,100000] [--no-ship]

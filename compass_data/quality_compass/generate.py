@@ -1,6 +1,6 @@
-"""Deterministic generator of an insight-graph run folder (the files project-needle would write).
+"""Deterministic generator of an insight-graph run folder (an insight-graph engine's files).
 
-Layout of `<out>/<run_id>/` (spec: quality-compass.md §1-2):
+Layout of `<out>/<run_id>/` (docs/compass.md):
   results/nodes/<canonical_node_id>.jsonl        line 1 node metadata, lines 2+ entity results
   analysis/contribution/<metric>.jsonl           one parent-child contribution per line
   analysis/classification/classifications.jsonl  one classification per aggregate entity

@@ -1,6 +1,6 @@
-"""Tier and classification rules the generator applies (spec: quality-compass.md §6 and §7).
+"""Tier and classification rules the generator applies (docs/compass.md).
 
-The engine that normally applies them (project-needle) is not public: these are the documented
+The engine that normally applies them is not part of this repository: these are the documented
 boundaries. The pytest suite recomputes them on its own, so a change here must be deliberate.
 """
 

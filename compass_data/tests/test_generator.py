@@ -1,7 +1,7 @@
-"""The generator's output, checked against the spec's rules recomputed here from the raw numbers.
+"""The generator's output, checked against the data model's rules recomputed here from the raw numbers.
 
 Nothing is imported from quality_compass.rules: the tier tables and the z-score formulas below are
-written out again from quality-compass.md (§2, §6, §7), so a wrong rule in the generator fails.
+written out again from docs/compass.md, so a wrong rule in the generator fails.
 """
 
 from __future__ import annotations

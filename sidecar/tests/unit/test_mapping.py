@@ -1,4 +1,4 @@
-"""The status mapping of architecture.md, one status at a time (pure: no dbt, no I/O)."""
+"""The status mapping of docs/shipping.md, one status at a time (pure: no dbt, no I/O)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """What the Compass marts must contain, recomputed in Python from a generated run folder.
 
 Independent of the SQL: it reads the raw JSON lines the loader loads, and applies the rules of
-the data model (quality-compass.md §5-8) written out again here, not imported from the product.
+the data model (docs/compass.md) written out again here, not imported from the product.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """dbt invocation -> Shipment (QALITA job + metrics, recommendations, schemas). Pure: no I/O.
 
-The status mapping is the product decision of architecture.md, published as a table in the README:
+The status mapping is the product's decision, published as a table in docs/shipping.md:
 tests pass/fail/warn/error/skipped, models/seeds/snapshots success/error/skipped/no-op, source
 freshness pass/warn/error/runtime error. Scopes: every model, seed, snapshot or source table is a
 dataset under the database scope named after the dbt project; a column test is column-scoped.
