@@ -53,45 +53,51 @@ class DbtProject:
     def execute(self, sql: str) -> None:
         """Run a statement (committed) against this project's warehouse."""
         if self.target == "dev":
-            import duckdb
-
-            con = duckdb.connect(self.env["DBT_DUCKDB_PATH"])
-            try:
-                con.execute(sql)
-            finally:
-                con.close()
-            return
-        import psycopg2
-
-        con = psycopg2.connect(host=PG_HOST, port=PG_PORT, user=PG_USER,
-                               dbname=self.env["DBT_POSTGRES_DATABASE"])
-        con.autocommit = True
-        try:
-            with con.cursor() as cur:
-                cur.execute(sql)
-        finally:
-            con.close()
+            duckdb_query(self.env["DBT_DUCKDB_PATH"], sql, read_only=False)
+        else:
+            postgres_execute(self.env["DBT_POSTGRES_DATABASE"], sql)
 
     def query(self, sql: str) -> list[tuple]:
         """Run a query against this project's warehouse (after dbt has exited)."""
         if self.target == "dev":
-            import duckdb
+            return duckdb_query(self.env["DBT_DUCKDB_PATH"], sql)
+        return postgres_query(self.env["DBT_POSTGRES_DATABASE"], sql)
 
-            con = duckdb.connect(self.env["DBT_DUCKDB_PATH"], read_only=True)
-            try:
-                return con.execute(sql).fetchall()
-            finally:
-                con.close()
-        import psycopg2
 
-        con = psycopg2.connect(host=PG_HOST, port=PG_PORT, user=PG_USER,
-                               dbname=self.env["DBT_POSTGRES_DATABASE"])
-        try:
-            with con.cursor() as cur:
-                cur.execute(sql)
-                return cur.fetchall()
-        finally:
-            con.close()
+def duckdb_query(path: str, sql: str, read_only: bool = True) -> list[tuple]:
+    import duckdb
+
+    con = duckdb.connect(path, read_only=read_only)
+    try:
+        cur = con.execute(sql)
+        return cur.fetchall() if read_only else []
+    finally:
+        con.close()
+
+
+def postgres_query(database: str, sql: str) -> list[tuple]:
+    import psycopg2
+
+    con = psycopg2.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname=database)
+    try:
+        with con.cursor() as cur:
+            cur.execute(sql)
+            return cur.fetchall()
+    finally:
+        con.close()
+
+
+def postgres_execute(database: str, sql: str) -> None:
+    """One statement in autocommit (CREATE/DROP DATABASE need it)."""
+    import psycopg2
+
+    con = psycopg2.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname=database)
+    con.autocommit = True
+    try:
+        with con.cursor() as cur:
+            cur.execute(sql)
+    finally:
+        con.close()
 
 
 def base_env(tmp: Path) -> dict[str, str]:
@@ -122,24 +128,12 @@ def postgres_available() -> str | None:
 
 
 def create_database(name: str) -> None:
-    import psycopg2
-
-    con = psycopg2.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres")
-    con.autocommit = True
-    with con.cursor() as cur:
-        cur.execute(f'drop database if exists "{name}" with (force)')
-        cur.execute(f'create database "{name}"')
-    con.close()
+    drop_database(name)
+    postgres_execute("postgres", f'create database "{name}"')
 
 
 def drop_database(name: str) -> None:
-    import psycopg2
-
-    con = psycopg2.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres")
-    con.autocommit = True
-    with con.cursor() as cur:
-        cur.execute(f'drop database if exists "{name}" with (force)')
-    con.close()
+    postgres_execute("postgres", f'drop database if exists "{name}" with (force)')
 
 
 def require_postgres() -> None:

@@ -14,15 +14,22 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from testkit import (
+    PG_HOST,
+    PG_PORT,
+    PG_USER,
+    create_database,
+    drop_database,
+    duckdb_query,
+    postgres_available,
+    postgres_query,
+)
 from venvs import Venv
 
 HERE = Path(__file__).resolve().parent
 PROJECT = HERE / "project"
 REPO = HERE.parents[1]
 PACKAGE = REPO / "dbt_qalita"
-PG_HOST = os.environ.get("DBT_POSTGRES_HOST", "127.0.0.1")
-PG_PORT = os.environ.get("DBT_POSTGRES_PORT", "5432")
-PG_USER = os.environ.get("DBT_POSTGRES_USER", "postgres")
 
 
 @dataclass
@@ -59,48 +66,16 @@ class ConsumerRun:
     def query(self, sql: str) -> list[tuple]:
         """Read from this run's warehouse with the host's drivers (after dbt has exited)."""
         if self.adapter == "duckdb":
-            import duckdb
-
-            con = duckdb.connect(self.env["COMPAT_DUCKDB_PATH"], read_only=True)
-            try:
-                return con.execute(sql).fetchall()
-            finally:
-                con.close()
-        import psycopg2
-
-        con = psycopg2.connect(host=PG_HOST, port=int(PG_PORT), user=PG_USER,
-                               dbname=self.database)
-        try:
-            with con.cursor() as cur:
-                cur.execute(sql)
-                return cur.fetchall()
-        finally:
-            con.close()
+            return duckdb_query(self.env["COMPAT_DUCKDB_PATH"], sql)
+        return postgres_query(self.database, sql)
 
     def close(self) -> None:
         if self.database:
-            _admin(f'drop database if exists "{self.database}" with (force)')
+            drop_database(self.database)
 
 
-def _admin(sql: str) -> None:
-    import psycopg2
-
-    con = psycopg2.connect(host=PG_HOST, port=int(PG_PORT), user=PG_USER, dbname="postgres")
-    con.autocommit = True
-    try:
-        with con.cursor() as cur:
-            cur.execute(sql)
-    finally:
-        con.close()
-
-
-def postgres_unavailable() -> str | None:
-    """None when PostgreSQL answers, else why not."""
-    try:
-        _admin("select 1")
-        return None
-    except Exception as exc:  # any failure means: no usable server
-        return f"PostgreSQL at {PG_HOST}:{PG_PORT} is not reachable ({str(exc).strip()})"
+# the same check as every other suite's
+postgres_unavailable = postgres_available
 
 
 def prepare(venv: Venv, adapter: str, workdir: Path, with_qalita: bool | None = None
@@ -125,12 +100,12 @@ def prepare(venv: Venv, adapter: str, workdir: Path, with_qalita: bool | None = 
         "COMPAT_TARGET": adapter,
         "COMPAT_DUCKDB_PATH": str(workdir / "warehouse.duckdb"),
         "PATH": f"{venv.bin}{os.pathsep}{os.environ.get('PATH', '')}",
-        "DBT_POSTGRES_HOST": PG_HOST, "DBT_POSTGRES_PORT": PG_PORT, "DBT_POSTGRES_USER": PG_USER,
+        "DBT_POSTGRES_HOST": PG_HOST, "DBT_POSTGRES_PORT": str(PG_PORT), "DBT_POSTGRES_USER": PG_USER,
     })
     database = None
     if adapter == "postgres":
         database = f"qalita_compat_{venv.version.minor.replace('.', '_')}_{uuid.uuid4().hex[:8]}"
-        _admin(f'create database "{database}"')
+        create_database(database)
         env["COMPAT_POSTGRES_DATABASE"] = database
     run = ConsumerRun(venv, adapter, root, env, with_qalita, database)
     if with_qalita:
