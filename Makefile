@@ -60,7 +60,7 @@ test: $(VENV)/.installed-extras ## Every suite: unit, sidecar integration, packa
 	$(BIN)/pytest
 
 test-unit: install ## The pure tests: no dbt, no database, HTTP on loopback only (under a minute)
-	$(BIN)/pytest sidecar/tests/unit compass_data/tests -m "not slow" -q
+	$(BIN)/pytest sidecar/tests/unit compass_data/tests/test_generator.py -q
 
 lint: install ## ruff, mypy, sqlfluff (dbt templater)
 	$(BIN)/ruff check sidecar compass_data testing dbt_qalita bench examples
