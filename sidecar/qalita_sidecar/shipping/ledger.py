@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any, Protocol
@@ -102,8 +103,15 @@ class FileLedger:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._keys: set[str] | None = None
+        # One lock over the append and the cache: a reader in another thread (the Airbyte
+        # receiver) that sees the line on disk also sees the key.
+        self._lock = threading.RLock()
 
     def keys(self) -> set[str]:
+        with self._lock:
+            return self._load()
+
+    def _load(self) -> set[str]:
         if self._keys is None:
             keys: set[str] = set()
             try:
@@ -128,6 +136,11 @@ class FileLedger:
                   "recommendations", "schemas", "shipped_at")
         record = dict(zip(fields, _row(shipment, job_id), strict=True))
         line = json.dumps(record, ensure_ascii=False)
+        with self._lock:
+            self._append(line)
+            self._load().add(shipment.key)
+
+    def _append(self, line: str) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "a", encoding="utf-8") as fh:
@@ -139,4 +152,3 @@ class FileLedger:
                 os.fsync(fh.fileno())
         except OSError as exc:
             raise LedgerError(f"ledger {self.path}: cannot write ({exc.strerror})") from exc
-        self.keys().add(shipment.key)
