@@ -152,3 +152,41 @@ class FileLedger:
                 os.fsync(fh.fileno())
         except OSError as exc:
             raise LedgerError(f"ledger {self.path}: cannot write ({exc.strerror})") from exc
+
+
+class EitherLedger:
+    """The warehouse ledger when the warehouse is reachable, plus the file ledger beside the outbox.
+
+    A shipment recorded in either counts as shipped, so an invocation shipped from the artifacts
+    while the warehouse was down is not shipped again once it is back.
+    """
+
+    def __init__(self, file: FileLedger, table: WarehouseLedger | None) -> None:
+        self.file, self.table = file, table
+
+    def shipped(self, key: str) -> bool:
+        return (self.table is not None and self.table.shipped(key)) or self.file.shipped(key)
+
+    def record(self, shipment: Shipment, job_id: int | None) -> None:
+        # dbt runs go next to their results; other tools' runs (flushed from the same outbox)
+        # go to the file their own `ingest` consults
+        if self.table is not None and shipment.origin == "dbt":
+            self.table.record(shipment, job_id)
+        else:
+            self.file.record(shipment, job_id)
+
+    def describe(self) -> str:
+        if self.table is not None:
+            return f"{self.table.schema}.{TABLE}"
+        return str(self.file.path)
+
+
+def file_ledger(outbox_root: Path) -> FileLedger:
+    """The JSON-lines ledger beside the outbox (`.qalita/ledger.jsonl`)."""
+    return FileLedger(outbox_root.parent / "ledger.jsonl")
+
+
+def ledger_for(outbox_root: Path, target: WarehouseTarget | None,
+               schema: str | None) -> EitherLedger:
+    table = WarehouseLedger(target, schema) if target is not None and schema else None
+    return EitherLedger(file_ledger(outbox_root), table)

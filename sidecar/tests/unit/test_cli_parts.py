@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from qalita_sidecar.cli import EitherLedger, _progress
+from qalita_sidecar.cli.common import progress_bar
 from qalita_sidecar.shipment import Job, Shipment
-from qalita_sidecar.shipping.ledger import FileLedger
+from qalita_sidecar.shipping.ledger import EitherLedger, FileLedger
 
 
 def shipment(key: str, origin: str) -> Shipment:
@@ -30,9 +30,9 @@ def test_without_a_warehouse_everything_goes_to_the_file(tmp_path):
 
 
 def test_a_progress_bar_only_when_there_is_much_to_ship(capsys):
-    with _progress(3, "shipping") as progress:
+    with progress_bar(3, "shipping") as progress:
         assert progress is None
-    with _progress(25, "shipping") as progress:
+    with progress_bar(25, "shipping") as progress:
         for _ in range(25):
             progress(None)
     assert "shipping" in capsys.readouterr().err  # tqdm or click, whichever is installed

@@ -186,6 +186,11 @@ def _upstream_failures(r: Result, failed: dict[str, list[str]], manifest: Manife
     return found
 
 
+def dbt_key(project: str, environment: str, git_sha: str | None, invocation_id: str) -> str:
+    """The one rule for a dbt invocation's key; the ledger is asked with it before mapping."""
+    return idempotency_key(project, environment, git_sha, invocation_id)
+
+
 def to_shipment(
     invocation: Invocation,
     *,
@@ -275,7 +280,7 @@ def _to_shipment(invocation: Invocation, project: str, environment: str,
               status="failed" if job_failed else "succeeded")
     counts = {c: getattr(project_counts, c) for c in _COUNTERS}
     return Shipment(
-        key=idempotency_key(project, environment, sha, invocation.invocation_id),
+        key=dbt_key(project, environment, sha, invocation.invocation_id),
         origin="dbt",
         source_name=source_name or f"{project} ({environment})",
         source_type="database",

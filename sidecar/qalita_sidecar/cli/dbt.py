@@ -1,0 +1,250 @@
+"""`qalita-sidecar ingest dbt` and `qalita-sidecar flush`.
+
+    qalita-sidecar ingest dbt [--project-dir .] [--target-path target] [--no-tables] [--dry-run]
+    qalita-sidecar flush
+
+It never runs dbt, so it never masks dbt's exit code: its own status says what happened to the
+results: 0 delivered (or nothing new), 75 queued in the outbox (QALITA unreachable or not
+configured), 1 failed (bad input, or QALITA refused a shipment: see the outbox's dead/ folder).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import click
+
+from qalita_sidecar.cli.common import (
+    InputError,
+    outbox_option,
+    progress_bar,
+    qalita_id_options,
+    report,
+    settings_for,
+    ship_and_report,
+)
+from qalita_sidecar.readers.dbt import artifacts, to_shipment, warehouse
+from qalita_sidecar.readers.dbt.profile import ProfileError, WarehouseTarget, load_target
+from qalita_sidecar.shipping import deliver
+from qalita_sidecar.shipping.ledger import EitherLedger, LedgerError, ledger_for
+from qalita_sidecar.shipping.outbox import Outbox, OutboxError, default_root
+
+# The commit a CI run builds, as the dbt package records it (first found wins).
+GIT_SHA_VARS = ("GITHUB_SHA", "CI_COMMIT_SHA", "DBT_CLOUD_GIT_SHA")
+
+
+@dataclass(frozen=True)
+class _Read:
+    invocations: list[artifacts.Invocation]
+    lines: list[str]  # what was read, for the summary
+
+
+def _git_sha() -> str | None:
+    for name in GIT_SHA_VARS:
+        if os.environ.get(name):
+            return os.environ[name]
+    return None
+
+
+def _read_dbt(manifest: artifacts.Manifest | None, results: Path | None, sources: Path | None,
+              target: WarehouseTarget | None, schema: str | None, problem: str | None,
+              key: Callable[[str, str | None, str | None], str], ledger: EitherLedger,
+              ci_sha: str | None) -> _Read:
+    lines: list[str] = []
+    invocations: list[artifacts.Invocation] = []
+    known: frozenset[str] = frozenset()
+    if target is not None and schema:
+        read = warehouse.read_invocations(
+            target, schema, manifest.project_name if manifest else None,
+            lambda h: not ledger.shipped(key(h.invocation_id, h.git_sha, h.environment)))
+        if read.problem is None:
+            invocations += read.invocations
+            known = read.known_ids
+            lines.append(f"table {schema}.qalita_invocations ({target.describe()}): "
+                         f"{len(read.known_ids)} invocations, {len(read.invocations)} not yet "
+                         "shipped")
+        else:
+            problem = read.problem
+    if problem:
+        lines.append(f"tables not used: {problem}")
+    for path, reader in ((results, artifacts.read_run_results), (sources, artifacts.read_sources)):
+        if path is None:
+            continue
+        try:
+            # the commit this CI run builds, as the package records it for the same run
+            inv = replace(reader(path, manifest), git_sha=ci_sha)
+        except artifacts.ArtifactError as exc:
+            raise InputError(str(exc)) from exc
+        if inv.invocation_id in known:
+            lines.append(f"{path}: invocation {inv.invocation_id} is in the table")
+            continue
+        if ledger.shipped(key(inv.invocation_id, inv.git_sha, None)):
+            lines.append(f"{path}: invocation {inv.invocation_id} already shipped")
+            continue
+        invocations.append(inv)
+        lines.append(f"{path}: invocation {inv.invocation_id} ({inv.command}, "
+                     f"{len(inv.results)} result(s)){' not in the table' if known else ''}")
+    return _Read(invocations, lines)
+
+
+@click.command("dbt")
+@click.option("--manifest", type=click.Path(path_type=Path),
+              help="manifest.json (default: <target-path>/manifest.json).")
+@click.option("--results", type=click.Path(path_type=Path),
+              help="run_results.json (default: <target-path>/run_results.json, if present).")
+@click.option("--sources", type=click.Path(path_type=Path),
+              help="sources.json of `dbt source freshness` (default: <target-path>/sources.json, "
+                   "if present).")
+@click.option("--project", help="Project name in QALITA (default: the dbt project's name).")
+@click.option("--env", "environment", help="Environment name (default: what the package "
+              "recorded, var qalita_environment or the target's name; else the target's name).")
+@click.option("--project-dir", type=click.Path(path_type=Path, file_okay=False), default=".",
+              show_default=True, help="The dbt project (dbt_project.yml names its profile).")
+@click.option("--target-path", type=click.Path(path_type=Path, file_okay=False),
+              help="dbt's target folder (default: $DBT_TARGET_PATH, else <project-dir>/target).")
+@click.option("--profiles-dir", type=click.Path(path_type=Path, file_okay=False),
+              help="Where profiles.yml is (dbt's default order otherwise).")
+@click.option("--target", "dbt_target", help="The profile's target (default: the profile's).")
+@click.option("--qalita-schema", help="Schema of the results tables (default: "
+              "<target schema>_qalita, as the dbt package writes them).")
+@click.option("--no-tables", is_flag=True, help="Read the artifacts only, not the tables.")
+@click.option("--dry-run", is_flag=True, help="Read and map, print what would be shipped; "
+              "write nothing, send nothing.")
+@qalita_id_options
+@outbox_option
+def ingest_dbt(manifest: Path | None, results: Path | None, sources: Path | None,
+               project: str | None, environment: str | None, project_dir: Path,
+               target_path: Path | None, profiles_dir: Path | None, dbt_target: str | None,
+               qalita_schema: str | None, no_tables: bool, dry_run: bool, source_id: int | None,
+               pack_id: int | None, pack_version_id: int | None, outbox_dir: Path | None) -> None:
+    """Ship every dbt invocation not yet shipped: the results tables first, the artifacts
+    (run_results.json, sources.json) for what the tables do not hold."""
+    project_dir = project_dir.resolve()
+    target_path = target_path or Path(os.environ.get("DBT_TARGET_PATH") or project_dir / "target")
+    if not target_path.is_absolute():
+        target_path = project_dir / target_path
+
+    def default(given: Path | None, name: str) -> Path | None:
+        if given is not None:
+            return given  # named explicitly: it must be readable
+        path = target_path / name
+        return path if path.exists() else None
+
+    manifest_path = default(manifest, "manifest.json")
+    results_path = default(results, "run_results.json")
+    sources_path = default(sources, "sources.json")
+    try:
+        man = artifacts.read_manifest(manifest_path) if manifest_path else None
+    except artifacts.ArtifactError as exc:
+        raise InputError(str(exc)) from exc
+
+    settings = None if dry_run else settings_for(source_id=source_id, pack_id=pack_id,
+                                              pack_version_id=pack_version_id)
+    target: WarehouseTarget | None = None
+    problem: str | None = "--no-tables" if no_tables else None
+    if not no_tables:
+        try:
+            target = load_target(profiles_dir, target=dbt_target, project_dir=project_dir)
+            if target.adapter == "duckdb" and not Path(target.settings["path"]).exists():
+                problem = f"no DuckDB file {target.settings['path']}"
+                target = None
+        except ProfileError as exc:
+            problem = str(exc)
+    schema = qalita_schema or (warehouse.default_schema(target) if target else None)
+    project = project or (man.project_name if man else None)
+    if not project:
+        raise InputError("--project is required when no manifest.json is found "
+                         f"(looked in {target_path})")
+    default_env = (target.target if target else dbt_target) or "default"
+    ci_sha = _git_sha()
+
+    def env_of(recorded: str | None) -> str:
+        return environment or recorded or default_env
+
+    def key(invocation_id: str, sha: str | None, recorded_env: str | None) -> str:
+        return to_shipment.dbt_key(project, env_of(recorded_env), sha, invocation_id)
+
+    outbox = Outbox(outbox_dir or default_root())
+    ledger = ledger_for(outbox.root, target, schema)
+    try:
+        read = _read_dbt(man, results_path, sources_path, target, schema, problem, key, ledger,
+                         ci_sha)
+    except LedgerError as exc:
+        raise InputError(str(exc)) from exc
+    if man is not None:
+        click.echo(f"manifest: {man.path} (v{man.schema_version}, dbt {man.dbt_version}, "
+                   f"project {man.project_name}, {len(man.nodes)} nodes)")
+    else:
+        click.echo(f"manifest: none found in {target_path}: names come from unique ids")
+    click.echo("read:")
+    for line in read.lines:
+        click.echo(f"  {line}")
+    try:
+        shipments = [to_shipment.to_shipment(inv, project=project,
+                                         environment=env_of(inv.environment), manifest=man)
+                     for inv in read.invocations]
+    except ValueError as exc:
+        raise InputError(str(exc)) from exc
+    shipments = [s for s in shipments if not ledger.shipped(s.key)]
+    if not shipments:
+        click.echo("mapped: nothing new")
+        click.echo(f"shipped: nothing new to ship (ledger {ledger.describe()})")
+        sys.exit(0)
+    totals: Counter[str] = Counter()
+    for s in shipments:
+        totals.update(metrics=len(s.metrics), recommendations=len(s.recommendations),
+                      schemas=len(s.schemas), failed=s.job.status == "failed")
+    envs = ", ".join(sorted({str(s.context["environment"]) for s in shipments}))
+    click.echo(f"mapped: {len(shipments)} invocation(s) of project {project} / env "
+               f"{envs} -> {totals['metrics']} metrics, {totals['recommendations']} "
+               f"recommendations, {totals['schemas']} schema entries "
+               f"({totals['failed']} job(s) failed)")
+    if dry_run:
+        for s in shipments:
+            click.echo(f"  would ship {s.job.name}: job {s.job.status}, {len(s.metrics)} metrics, "
+                       f"{len(s.recommendations)} recommendations, {len(s.schemas)} schemas "
+                       f"(key {s.key[:12]})")
+        sys.exit(0)
+    sys.exit(ship_and_report(shipments, settings, outbox, ledger))
+
+
+@click.command()
+@outbox_option
+@click.option("--project-dir", type=click.Path(path_type=Path, file_okay=False), default=".",
+              show_default=True, help="dbt project whose results schema holds the ledger.")
+@click.option("--profiles-dir", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--target", "dbt_target")
+@click.option("--qalita-schema")
+@qalita_id_options
+def flush(outbox_dir: Path | None, project_dir: Path, profiles_dir: Path | None,
+          dbt_target: str | None, qalita_schema: str | None, source_id: int | None,
+          pack_id: int | None, pack_version_id: int | None) -> None:
+    """Send what waits in the outbox, oldest first."""
+    outbox = Outbox(outbox_dir or default_root())
+    settings = settings_for(source_id=source_id, pack_id=pack_id, pack_version_id=pack_version_id)
+    target = None
+    if (project_dir / "dbt_project.yml").exists():
+        try:
+            target = load_target(profiles_dir, target=dbt_target, project_dir=project_dir.resolve())
+            if target.adapter == "duckdb" and not Path(target.settings["path"]).exists():
+                target = None
+        except ProfileError:
+            target = None  # no warehouse ledger: the file ledger still guards against repeats
+    schema = qalita_schema or (warehouse.default_schema(target) if target else None)
+    ledger = ledger_for(outbox.root, target, schema)
+    try:
+        pending = len(outbox.entries())
+        click.echo(f"outbox: {outbox.pending_dir}: {pending} pending, "
+                   f"{len(outbox.dead())} dead")
+        if not pending:
+            sys.exit(0)
+        with progress_bar(pending, "flushing") as progress:
+            outcomes = deliver.flush(settings, outbox, ledger, progress=progress)
+    except (OutboxError, LedgerError) as exc:
+        raise InputError(str(exc)) from exc
+    sys.exit(report(outcomes, outbox, settings is not None))
