@@ -103,7 +103,7 @@ def progress_bar(total: int, label: str) -> Iterator[Callable[[deliver.Outcome],
 
 def report(outcomes: Sequence[deliver.Outcome], outbox: Outbox, configured: bool) -> int:
     """The summary every command prints after shipping; returns the exit status."""
-    by = Counter(o.status for o in outcomes)
+    by: Counter[str] = Counter(o.status for o in outcomes)
     parts = [f"{by[s]} {s.replace('_', ' ')}" for s in
              ("delivered", "already_delivered", "queued", "dead") if by[s]]
     click.echo(f"shipped: {', '.join(parts) if parts else 'nothing'}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime, timezone
+from typing import TypeGuard
 
 from qalita_sidecar.shipment import Metric, SchemaEntry, Scope
 
@@ -79,5 +80,5 @@ def schema_entries(scopes: Iterable[Scope]) -> tuple[SchemaEntry, ...]:
     return tuple(SchemaEntry(s.perimeter, s.value, s) for s in seen)
 
 
-def is_number(value: object) -> bool:
+def is_number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
