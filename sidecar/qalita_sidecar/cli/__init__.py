@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import click
 
-from qalita_sidecar.cli import airbyte, dbt, soda
+from qalita_sidecar.cli import airbyte, dbt, dbt_cloud, soda
 from qalita_sidecar.cli.common import Group
 
 
@@ -29,6 +29,7 @@ def serve() -> None:
 
 ingest.add_command(dbt.ingest_dbt)
 ingest.add_command(soda.ingest_soda)
+ingest.add_command(dbt_cloud.ingest_dbt_cloud)
 serve.add_command(airbyte.serve_airbyte)
 main.add_command(dbt.flush)
 
