@@ -62,10 +62,20 @@ test: $(VENV)/.installed-extras ## Every suite: unit, sidecar integration, packa
 test-unit: install ## The pure tests: no dbt, no database, HTTP on loopback only (under a minute)
 	$(BIN)/pytest sidecar/tests/unit compass_data/tests/test_generator.py -q
 
-lint: install ## ruff, mypy, sqlfluff (dbt templater)
+# check-jsonschema needs a ruamel.yaml that soda-core's pin refuses: it gets a venv of its own.
+TOOLS_VENV ?= .venv-tools
+$(TOOLS_VENV)/.installed:
+	$(PYTHON) -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/pip install --quiet --upgrade pip
+	$(TOOLS_VENV)/bin/pip install --quiet "check-jsonschema>=0.33"
+	@touch $@
+
+lint: install $(TOOLS_VENV)/.installed ## ruff, mypy, sqlfluff (dbt templater), the CI examples against their schemas
 	$(BIN)/ruff check sidecar compass_data testing dbt_qalita bench examples
 	$(BIN)/mypy sidecar/qalita_sidecar
 	$(BIN)/sqlfluff lint models
+	$(TOOLS_VENV)/bin/check-jsonschema --builtin-schema vendor.github-workflows examples/ci/github-actions.yml
+	$(TOOLS_VENV)/bin/check-jsonschema --builtin-schema vendor.gitlab-ci examples/ci/gitlab-ci.yml
 
 ingest: install ## Ship the latest dbt builds to QALITA (or to the outbox without QALITA settings)
 	@# 75 = queued in the outbox (QALITA not configured or unreachable): said above, not a failure here
@@ -84,4 +94,4 @@ bench: deps ## Benchmarks: every bench/*/bench_*.py (print figures; never assert
 	@for script in bench/*/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 clean: ## Remove build outputs, the DuckDB file and the venv
-	rm -rf target dbt_packages logs quality_compass.duckdb quality_compass.duckdb.wal $(VENV) .pytest_cache .ruff_cache
+	rm -rf target dbt_packages logs quality_compass.duckdb quality_compass.duckdb.wal $(VENV) $(TOOLS_VENV) .pytest_cache .ruff_cache
