@@ -56,8 +56,11 @@ freshness: deps ## dbt source freshness
 docs: deps ## dbt docs generate
 	$(DBT) docs generate $(DBT_FLAGS)
 
+# Two workers (these machines have two cores); a module stays on one worker, so the dbt builds its
+# module-scoped fixtures share run once.
+PYTEST_WORKERS ?= 2
 test: $(VENV)/.installed-extras ## Every suite: unit, sidecar integration, package, Compass, host project (DuckDB and PostgreSQL)
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadscope --durations=15
 
 test-unit: install ## The pure tests: no dbt, no database, HTTP on loopback only (under a minute)
 	$(BIN)/pytest sidecar/tests/unit compass_data/tests/test_generator.py -q
