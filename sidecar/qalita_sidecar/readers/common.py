@@ -1,4 +1,4 @@
-"""What the Soda, Airbyte and Dagster readers share: dates, scores, counts and schema entries.
+"""What the dbt, Soda, Airbyte and Dagster readers share: dates, scores, counts and schema entries.
 
 Pure functions, no I/O: each reader turns its tool's record of a run into one Shipment with them.
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime, timezone
+from decimal import ROUND_HALF_UP, Decimal
 from typing import TypeGuard
 
 from qalita_sidecar.shipment import Metric, SchemaEntry, Scope
@@ -46,13 +47,24 @@ def now_date() -> str:
     return datetime.now(timezone.utc).strftime(QALITA_DATE)
 
 
-def score(counts: Counter[str]) -> str | None:
-    """passed / scored as a 2-decimal string; None when nothing was evaluated (no evidence is not
-    a perfect score)."""
-    total = sum(counts[o] for o in SCORED)
-    if total == 0:
+def score_of(passed: int, scored: int) -> str | None:
+    """passed / scored as a 2-decimal string, the one score rule of every reader.
+
+    Rounded half-up to the hundredth, as QALITA's own packs round theirs (13/15 -> "0.87"), except
+    that "1.00" only ever means every scored outcome passed: anything less is capped at "0.99".
+    None when nothing was evaluated (no evidence is not a perfect score).
+    """
+    if scored <= 0:
         return None
-    return f"{counts['passed'] / total:.2f}"
+    value = (Decimal(passed) / Decimal(scored)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    if passed < scored:
+        value = min(value, Decimal("0.99"))
+    return str(value)
+
+
+def score(counts: Counter[str]) -> str | None:
+    """The score of outcome counts: passed / (passed + failed + warned + errored)."""
+    return score_of(counts["passed"], sum(counts[o] for o in SCORED))
 
 
 def count_metrics(prefix: str, counts: Counter[str], scope: Scope,

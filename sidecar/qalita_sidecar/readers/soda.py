@@ -17,7 +17,7 @@ import hashlib
 import json
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from qalita_sidecar.readers.common import (
     count_metrics,
@@ -158,13 +158,13 @@ def scan_to_shipment(scan: dict[str, Any], source_name: str | None = None) -> Sh
     scopes = [m.scope for m in metrics] + [r.scope for r in recommendations]
     scopes += _schema_columns(scan, default_ds)
 
-    total = Counter()
+    total: Counter[str] = Counter()
     for scope, counter in counts.items():
         if scope.perimeter == "database":
             total.update(counter)
     start = qalita_date(scan.get("scanStartTimestamp"), default=now_date())
     end = qalita_date(scan.get("scanEndTimestamp"), default=start)
-    status = "failed" if scan.get("hasErrors") else "succeeded"
+    status: Literal["failed", "succeeded"] = "failed" if scan.get("hasErrors") else "succeeded"
     # The same scan results read twice give the same key: the checks are part of it.
     digest = hashlib.sha256(json.dumps(scan["checks"], sort_keys=True, default=str)
                             .encode("utf-8")).hexdigest()
