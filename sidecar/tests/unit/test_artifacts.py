@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import datetime
 from pathlib import Path
@@ -24,8 +25,13 @@ TEST = "test.shop.not_null_orders_id.1a2b3c"
 SOURCE = "source.shop.raw.payments"
 
 
+DBT_OF_MANIFEST = {4: "1.0.9", 5: "1.1.6", 6: "1.2.7", 7: "1.3.8", 8: "1.4.10", 9: "1.5.9",
+                   10: "1.6.18", 11: "1.7.19", 12: "1.11.0", 20: "2.0.0-preview.154"}
+
+
 def manifest_doc(version: int, project: str = "shop") -> dict:
-    """A small manifest with the top-level keys each version has (v9: dbt 1.5 ... v12: 1.8+)."""
+    """A small manifest with the top-level keys each version has (v4: dbt 1.0 ... v12: 1.8+,
+    v20: Fusion); project_name from v10 (dbt 1.6), project_id (md5 of the name) in all."""
     test = {"unique_id": TEST, "resource_type": "test", "name": "not_null_orders_id",
             "package_name": project, "column_name": "id", "description": "",
             "test_metadata": {"name": "not_null", "kwargs": {"column_name": "id"}, "namespace": None},
@@ -36,9 +42,10 @@ def manifest_doc(version: int, project: str = "shop") -> dict:
         test["attached_node"] = MODEL
     doc = {
         "metadata": {"dbt_schema_version": URL.format(kind="manifest", version=version),
-                     "dbt_version": {9: "1.5.9", 10: "1.6.18", 11: "1.7.19", 12: "1.11.0"}[version],
+                     "dbt_version": DBT_OF_MANIFEST[version],
                      "generated_at": "2026-03-01T08:00:00.000000Z", "invocation_id": "m-1",
-                     "project_name": project, "adapter_type": "duckdb", "env": {}},
+                     "project_id": hashlib.md5(project.encode()).hexdigest(),
+                     "adapter_type": "duckdb", "env": {}},
         "nodes": {
             MODEL: {"unique_id": MODEL, "resource_type": "model", "name": "orders",
                     "package_name": project, "description": "One row per order.",
@@ -54,6 +61,7 @@ def manifest_doc(version: int, project: str = "shop") -> dict:
         "disabled": {}, "parent_map": {}, "child_map": {},
     }
     if version >= 10:
+        doc["metadata"]["project_name"] = project
         doc["semantic_models"] = {}
     if version >= 11:
         doc["saved_queries"] = {}
@@ -114,7 +122,7 @@ def write(tmp_path: Path, name: str, doc: dict | str | bytes) -> Path:
     return path
 
 
-@pytest.mark.parametrize("version", [9, 10, 11, 12])
+@pytest.mark.parametrize("version", [*range(4, 13), 20])
 def test_manifest_versions(tmp_path, version):
     m = read_manifest(write(tmp_path, "manifest.json", manifest_doc(version)))
     assert (m.schema_version, m.project_name) == (version, "shop")
@@ -179,6 +187,11 @@ BAD = [
     ("empty", b"", "truncated"),
     ("no metadata", b'{"nodes": {}}', "not a dbt artifact"),
     ("a list", b"[1, 2]", "not a dbt artifact"),
+    ("invalid UTF-8 in metadata", json.dumps(manifest_doc(12)).encode().replace(b'"m-1"',
+                                                                               b'"m-\xff"'),
+     "not valid UTF-8"),
+    ("invalid UTF-8 in a node", json.dumps(manifest_doc(12)).encode().replace(
+        b"One row per order.", b"One row per \xe9 order."), "not valid UTF-8"),
 ]
 
 
@@ -199,12 +212,10 @@ def test_wrong_kind_and_unsupported_versions(tmp_path):
         read_manifest(results)
     with pytest.raises(ArtifactError, match="manifest.json: is a dbt manifest file, expected run-results"):
         read_run_results(write(tmp_path, "manifest.json", manifest_doc(12)))
-    with pytest.raises(ArtifactError, match=r"manifest schema v8 is not supported \(v9 to v12\)"):
+    with pytest.raises(ArtifactError, match=r"manifest schema v3 is not supported "
+                                            r"\(v4 to v12, v20\)"):
         read_manifest(write(tmp_path, "old.json", {**manifest_doc(12), "metadata": {
-            "dbt_schema_version": URL.format(kind="manifest", version=8), "project_name": "x"}}))
-    with pytest.raises(ArtifactError, match=r"run-results schema v7 is not supported"):
-        read_run_results(write(tmp_path, "new.json", run_results_doc(6) | {"metadata": {
-            "dbt_schema_version": URL.format(kind="run-results", version=7)}}))
+            "dbt_schema_version": URL.format(kind="manifest", version=3), "project_name": "x"}}))
     with pytest.raises(ArtifactError, match=r"missing.json: cannot read"):
         read_manifest(tmp_path / "missing.json")
     bad_shape = run_results_doc(6)
@@ -213,18 +224,122 @@ def test_wrong_kind_and_unsupported_versions(tmp_path):
         read_run_results(write(tmp_path, "bad.json", bad_shape))
 
 
+def test_a_newer_compatible_version_is_read_with_one_warning_naming_it(tmp_path):
+    doc = run_results_doc(6)
+    doc["metadata"]["dbt_schema_version"] = URL.format(kind="run-results", version=7)
+    doc["results"][0]["a_field_of_tomorrow"] = {"x": 1}
+    path = write(tmp_path, "run_results.json", doc)
+    inv = read_run_results(path)
+    assert len(inv.results) == 2
+    [warning] = inv.warnings
+    assert warning.startswith(f"{path}: run-results schema v7 is newer") and "v4 to v6" in warning
+    m = read_manifest(write(tmp_path, "manifest.json", manifest_doc(12) | {"metadata": {
+        **manifest_doc(12)["metadata"], "dbt_schema_version": URL.format(kind="manifest",
+                                                                          version=21)}}))
+    assert m.project_name == "shop" and "manifest schema v21 is newer" in m.warnings[0]
+    # newer and not compatible: one line naming the version
+    doc["results"][0]["status"] = {"now": "an object"}
+    with pytest.raises(ArtifactError, match=r"run_results.json: unexpected content for a "
+                                            r"run-results v7 \(newer than the known versions"):
+        read_run_results(write(tmp_path, "run_results.json", doc))
+
+
+def test_a_manifest_without_project_name_takes_the_root_projects_package(tmp_path):
+    """dbt < 1.6: the root project is the package whose md5 is metadata.project_id."""
+    doc = manifest_doc(9, project="shop")
+    dep = "model.dbt_project_evaluator.fct_x"
+    for i in range(5):  # a package owning more nodes than the project does
+        doc["nodes"][f"{dep}{i}"] = {"unique_id": f"{dep}{i}", "resource_type": "model",
+                                     "name": f"fct_x{i}", "package_name": "dbt_project_evaluator"}
+    assert read_manifest(write(tmp_path, "manifest.json", doc)).project_name == "shop"
+    del doc["metadata"]["project_id"]  # without the id: the package owning most nodes
+    assert read_manifest(write(tmp_path, "m2.json", doc)).project_name == "dbt_project_evaluator"
+    empty = manifest_doc(9)
+    empty["nodes"], empty["sources"] = {}, {}
+    with pytest.raises(ArtifactError, match="metadata.project_name is missing"):
+        read_manifest(write(tmp_path, "m3.json", empty))
+
+
+def test_fusion_shapes_are_read(tmp_path):
+    """Nanosecond timestamps, results without compiled/compiled_code/batch_results/message, args
+    with only command, which and __other__."""
+    doc = run_results_doc(6)
+    doc["metadata"]["generated_at"] = "2026-03-01T08:00:10.745090400Z"
+    doc["metadata"]["invocation_started_at"] = "2026-03-01T07:59:58.500000400Z"
+    for r in doc["results"]:
+        for key in ("compiled", "compiled_code", "batch_results", "message"):
+            r.pop(key, None)
+    doc["args"] = {"command": "build", "which": "build", "__other__": {}}
+    inv = read_run_results(write(tmp_path, "run_results.json", doc))
+    assert inv.finished_at == datetime(2026, 3, 1, 8, 0, 10, 745090)
+    assert inv.started_at == datetime(2026, 3, 1, 7, 59, 58, 500000)
+    assert inv.command == "build" and inv.results[1].message is None
+    doc["args"] = {"command": "build", "__other__": {"target": "prod"}}
+    assert read_run_results(write(tmp_path, "r2.json", doc)).command == "build"
+
+
+def test_the_environment_follows_the_packages_rule(tmp_path):
+    """var qalita_environment, else the target the command line named (vars as YAML text before
+    dbt 1.5)."""
+    doc = run_results_doc(4)
+    doc["args"] = {"which": "build", "vars": "{qalita_environment: staging}", "target": "ci"}
+    assert read_run_results(write(tmp_path, "a.json", doc)).environment == "staging"
+    doc["args"] = {"which": "build", "vars": {}, "target": "ci"}
+    assert read_run_results(write(tmp_path, "b.json", doc)).environment == "ci"
+    doc["args"] = {"which": "build", "vars": "{not yaml: [", "target": None}
+    assert read_run_results(write(tmp_path, "c.json", doc)).environment is None
+
+
+def test_a_unique_id_listed_twice_is_one_result_and_one_warning(tmp_path):
+    doc = run_results_doc(6)
+    doc["results"].append(dict(doc["results"][1], status="pass", failures=0))
+    path = write(tmp_path, "run_results.json", doc)
+    inv = read_run_results(path)
+    assert [(r.unique_id, r.status) for r in inv.results] == [(MODEL, "success"), (TEST, "pass")]
+    assert inv.warnings == (f"{path}: 1 result(s) list a unique_id already listed: each node "
+                            "counted once",)
+
+
 def test_results_from_another_project_are_refused(tmp_path):
     m = read_manifest(write(tmp_path, "manifest.json", manifest_doc(12, project="shop")))
     other = run_results_doc(6, unique_ids=("model.crm.accounts", "test.crm.not_null_accounts_id.9"))
     path = write(tmp_path, "run_results.json", other)
-    with pytest.raises(ArtifactError, match=r"run_results.json: none of its 2 results is in "
-                                            r".*manifest.json \(project 'shop'\)"):
+    with pytest.raises(artifacts.ForeignResults, match=r"run_results.json: none of its 2 results "
+                                                       r"is in .*manifest.json \(project 'shop'\)"):
         read_run_results(path, m)
     src = sources_doc(3)
     for r in src["results"]:
         r["unique_id"] = r["unique_id"].replace("shop", "crm")
-    with pytest.raises(ArtifactError, match=r"sources.json: none of its 2 results"):
+    with pytest.raises(artifacts.ForeignResults, match=r"sources.json: none of its 2 results"):
         read_sources(write(tmp_path, "sources.json", src), m)
+
+
+def test_a_run_operations_macro_result_is_not_from_another_project(tmp_path):
+    m = read_manifest(write(tmp_path, "manifest.json", manifest_doc(12)))
+    doc = run_results_doc(6, unique_ids=("macro.shop.grant_select",))
+    doc["args"] = {"which": "run-operation"}
+    inv = read_run_results(write(tmp_path, "run_results.json", doc), m)
+    assert inv.command == "run-operation" and len(inv.results) == 1
+
+
+def test_a_byte_order_mark_is_no_error(tmp_path):
+    path = write(tmp_path, "manifest.json", b"\xef\xbb\xbf" + json.dumps(manifest_doc(12)).encode())
+    assert read_manifest(path).project_name == "shop"
+
+
+@pytest.mark.parametrize("damage", ["truncated", "invalid UTF-8"])
+def test_cli_reports_a_damaged_manifest_in_one_line_without_traceback(tmp_path, damage):
+    raw = json.dumps(manifest_doc(12)).encode()
+    raw = raw[:-40] if damage == "truncated" else raw.replace(b"orders", b"ord\xffers")
+    manifest = write(tmp_path, "manifest.json", raw)
+    write(tmp_path, "run_results.json", run_results_doc(6))
+    out = CliRunner().invoke(main, ["ingest", "dbt", "--no-tables", "--target-path", str(tmp_path),
+                                    "--env", "ci", "--outbox", str(tmp_path / "outbox")],
+                             env={"QALITA_WORKER_ENDPOINT": "", "QALITA_OUTBOX_DIR": ""})
+    assert out.exit_code == 1 and "Traceback" not in out.output
+    [line] = out.output.strip().splitlines()
+    reason = "truncated" if damage == "truncated" else "not valid UTF-8"
+    assert line.startswith(f"qalita-sidecar: error: {manifest}: {reason}")
 
 
 def test_cli_reports_a_corrupt_file_in_one_line_and_exits_1(tmp_path):
@@ -241,5 +356,5 @@ def test_cli_reports_a_corrupt_file_in_one_line_and_exits_1(tmp_path):
 
 
 def test_version_ranges_are_the_documented_ones():
-    assert (list(artifacts.MANIFEST_VERSIONS), list(artifacts.RUN_RESULTS_VERSIONS)) == \
-        ([9, 10, 11, 12], [4, 5, 6])
+    assert (artifacts.MANIFEST_VERSIONS, artifacts.RUN_RESULTS_VERSIONS,
+            artifacts.SOURCES_VERSIONS) == ((4, 5, 6, 7, 8, 9, 10, 11, 12, 20), (4, 5, 6), (1, 2, 3))

@@ -2,14 +2,18 @@
 
 msgspec decodes each file straight into the few fields the sidecar uses and skips the rest without
 building it: a 50 MB manifest reads in about 0.3 s and 100 MB, where a full `orjson.loads` takes
-several seconds and ~400 MB (see bench/ingest). Supported: manifest v9-v12 (dbt 1.5-1.11),
-run_results v4-v6, sources v1-v3. Every problem is one `ArtifactError` naming the file.
+several seconds and ~400 MB (see bench/ingest). Known: manifest v4-v12 (dbt 1.0-1.12) and v20
+(dbt Fusion), run_results v4-v6, sources v1-v3; every version is read into the same records, and a
+field a version lacks is absent, not an error. A version newer than these is read when its fields
+decode, with one warning naming it. Every problem is one `ArtifactError` naming the file.
 """
 
 from __future__ import annotations
 
 import gc
+import hashlib
 import re
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,14 +23,19 @@ from typing import Any
 
 import msgspec
 
-MANIFEST_VERSIONS = range(9, 13)
-RUN_RESULTS_VERSIONS = range(4, 7)
-SOURCES_VERSIONS = range(1, 4)
+MANIFEST_VERSIONS = (*range(4, 13), 20)  # 20: dbt Fusion
+RUN_RESULTS_VERSIONS = (4, 5, 6)
+SOURCES_VERSIONS = (1, 2, 3)
 _SCHEMA_URL = re.compile(r"/dbt/([a-z-]+)/v(\d+)\.json$")
 
 
 class ArtifactError(Exception):
     """An artifact that cannot be used; the message is one line naming the file."""
+
+
+class ForeignResults(ArtifactError):
+    """A results file none of whose results is in the manifest: another project or build. The
+    other files can still serve."""
 
 
 # --- the records the rest of the sidecar sees ------------------------------------------------
@@ -61,6 +70,7 @@ class Manifest:
     dbt_version: str | None
     invocation_id: str | None
     nodes: dict[str, Node]  # nodes, sources, unit tests and disabled nodes, by unique_id
+    warnings: tuple[str, ...] = ()  # one line each, naming the file (a newer schema version)
 
     def get(self, unique_id: str) -> Node | None:
         return self.nodes.get(unique_id)
@@ -103,6 +113,7 @@ class Invocation:
     dbt_version: str | None = None
     git_sha: str | None = None
     git_branch: str | None = None
+    warnings: tuple[str, ...] = ()  # one line each, naming the file
 
 
 # --- decoding types: only the fields used; msgspec skips everything else ------------------------
@@ -112,7 +123,8 @@ class _Meta(msgspec.Struct, gc=False):
     dbt_schema_version: str = ""
     dbt_version: str | None = None
     invocation_id: str | None = None
-    project_name: str | None = None
+    project_name: str | None = None  # dbt >= 1.6 (manifest v10)
+    project_id: str | None = None  # md5 of the root project's name
     generated_at: str | None = None
     invocation_started_at: str | None = None
 
@@ -149,8 +161,8 @@ class _Manifest(msgspec.Struct):
     metadata: _Meta
     nodes: dict[str, _Node] = {}
     sources: dict[str, _Node] = {}
-    unit_tests: dict[str, _Node] = {}
-    disabled: dict[str, list[_Node]] | None = None
+    unit_tests: dict[str, _Node] = {}  # dbt >= 1.8
+    disabled: dict[str, list[_Node]] | list[_Node] | None = None  # a list before dbt 1.0
 
 
 class _Timing(msgspec.Struct, gc=False):
@@ -163,6 +175,8 @@ class _AdapterResponse(msgspec.Struct, gc=False):
     rows_affected: int | None = None
 
 
+# Fusion leaves out compiled, compiled_code, batch_results and, on success, message; dbt 1.12 adds
+# overload_results: none of them is read, so every shape decodes.
 class _RunResult(msgspec.Struct, gc=False):
     unique_id: str
     status: str
@@ -192,6 +206,7 @@ class _Sources(msgspec.Struct):
     metadata: _Meta
     results: list[_Freshness]
     elapsed_time: float | None = None
+    args: dict[str, Any] | None = None
 
 
 # --- reading ------------------------------------------------------------------------------------
@@ -209,32 +224,68 @@ def paused_gc() -> Iterator[None]:
             gc.enable()
 
 
-def _read(path: Path, kind: str, versions: range, schema: type[msgspec.Struct]) -> Any:
-    """Decode `path` into `schema` after checking it is the expected kind and version."""
+def _versions(known: tuple[int, ...]) -> str:
+    """(4, 5, ..., 12, 20) -> 'v4 to v12, v20'."""
+    runs: list[list[int]] = []
+    for v in known:
+        if runs and v == runs[-1][-1] + 1:
+            runs[-1].append(v)
+        else:
+            runs.append([v])
+    return ", ".join(f"v{r[0]}" if len(r) == 1 else f"v{r[0]} to v{r[-1]}" for r in runs)
+
+
+_BOM = b"\xef\xbb\xbf"
+
+
+def _read(path: Path, kind: str, versions: tuple[int, ...], schema: type[msgspec.Struct]
+          ) -> tuple[int, Any, tuple[str, ...]]:
+    """Decode `path` into `schema` after checking it is the expected kind and a readable version.
+
+    Returns the version, the decoded file and its warnings (a version newer than the known ones).
+    """
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
-        raise ArtifactError(f"{path}: cannot read ({exc.strerror})") from exc
+        raise ArtifactError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    if data.startswith(_BOM):  # written by some Windows editors and tools
+        data = data[len(_BOM):]
     try:
         head = msgspec.json.decode(data, type=_Header)
     except msgspec.ValidationError as exc:
         raise ArtifactError(f"{path}: not a dbt artifact ({exc})") from exc
     except msgspec.DecodeError as exc:
-        reason = "truncated" if "truncated" in str(exc) else f"not valid JSON ({exc})"
-        raise ArtifactError(f"{path}: {reason}") from exc
+        raise ArtifactError(f"{path}: {_decode_reason(exc)}") from exc
     found = _SCHEMA_URL.search(head.metadata.dbt_schema_version) if head.metadata else None
     if found is None:
         raise ArtifactError(f"{path}: not a dbt artifact (no metadata.dbt_schema_version)")
     got_kind, version = found.group(1), int(found.group(2))
     if got_kind != kind:
         raise ArtifactError(f"{path}: is a dbt {got_kind} file, expected {kind}")
+    warnings: tuple[str, ...] = ()
     if version not in versions:
-        raise ArtifactError(f"{path}: {kind} schema v{version} is not supported "
-                            f"(v{versions.start} to v{versions.stop - 1})")
+        if version < versions[0]:
+            raise ArtifactError(f"{path}: {kind} schema v{version} is not supported "
+                                f"({_versions(versions)})")
+        warnings = (f"{path}: {kind} schema v{version} is newer than the ones this sidecar knows "
+                    f"({_versions(versions)}): read with the fields they share",)
     try:
-        return version, msgspec.json.decode(data, type=schema)
+        return version, msgspec.json.decode(data, type=schema), warnings
     except msgspec.ValidationError as exc:
-        raise ArtifactError(f"{path}: unexpected content for a {kind} v{version} ({exc})") from exc
+        newer = " (newer than the known versions, and not compatible)" if warnings else ""
+        raise ArtifactError(f"{path}: unexpected content for a {kind} v{version}{newer} "
+                            f"({exc})") from exc
+    except msgspec.DecodeError as exc:  # invalid UTF-8 in a field the header skipped
+        raise ArtifactError(f"{path}: {_decode_reason(exc)}") from exc
+
+
+def _decode_reason(exc: msgspec.DecodeError) -> str:
+    text = str(exc)
+    if "truncated" in text:
+        return "truncated"
+    if "UTF-8" in text:
+        return f"not valid UTF-8 ({text})"
+    return f"not valid JSON ({text})"
 
 
 class _Header(msgspec.Struct):
@@ -273,29 +324,52 @@ def read_manifest(path: Path) -> Manifest:
 
 
 def _read_manifest(path: Path) -> Manifest:
-    version, raw = _read(path, "manifest", MANIFEST_VERSIONS, _Manifest)
+    version, raw, warnings = _read(path, "manifest", MANIFEST_VERSIONS, _Manifest)
     nodes: dict[str, Node] = {}
     # Disabled first: a node enabled in this manifest wins over a disabled variant of it. A run
     # with different vars (e.g. a failing test variant) can enable what this manifest disables.
-    for variants in (raw.disabled or {}).values():
+    disabled = raw.disabled or {}
+    groups = disabled.values() if isinstance(disabled, dict) else [disabled]
+    for variants in groups:
         for n in variants:
             nodes[n.unique_id] = _node(n)
     for group in (raw.unit_tests, raw.sources, raw.nodes):
         for uid, n in group.items():
             nodes[uid] = _node(n)
-    project = raw.metadata.project_name
+    project = raw.metadata.project_name or _root_project(raw)
     if not project:
-        raise ArtifactError(f"{path}: metadata.project_name is missing")
+        raise ArtifactError(f"{path}: metadata.project_name is missing and no node names the "
+                            "project (pass --project)")
     return Manifest(Path(path), version, project, raw.metadata.dbt_version,
-                    raw.metadata.invocation_id, nodes)
+                    raw.metadata.invocation_id, nodes, warnings)
+
+
+def _root_project(raw: _Manifest) -> str | None:
+    """The root project of a manifest without metadata.project_name (dbt < 1.6).
+
+    The project's own nodes carry its name as package_name, and metadata.project_id is the md5 of
+    that name; without a match, the package that owns most nodes.
+    """
+    owners = Counter(n.package_name for group in (raw.nodes, raw.sources)
+                     for n in group.values() if n.package_name)
+    wanted = raw.metadata.project_id
+    if wanted:
+        for name in owners:
+            if hashlib.md5(name.encode()).hexdigest() == wanted:  # noqa: S324 - dbt's own id
+                return name
+    return owners.most_common(1)[0][0] if owners else None
+
+
+# Fusion writes nanoseconds (9 digits): Python reads at most 6 before 3.11.
+_FRACTION = re.compile(r"(\.\d{6})\d+")
 
 
 def parse_ts(value: str | None) -> datetime | None:
-    """dbt's ISO timestamps (with Z or an offset) -> naive UTC."""
+    """dbt's ISO timestamps (with Z or an offset, up to 9 fractional digits) -> naive UTC."""
     if not value:
         return None
     try:
-        ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        ts = datetime.fromisoformat(_FRACTION.sub(r"\1", value.strip().replace("Z", "+00:00")))
     except ValueError:
         return None
     if ts.tzinfo is not None:
@@ -313,15 +387,65 @@ def _name_from_id(unique_id: str) -> str:
     return parts[-1] if parts[0] == "source" else (parts[2] if len(parts) > 2 else unique_id)
 
 
+# Results no manifest lists: run-operation's macros, and hooks (operation.*)
+_UNLISTED = ("macro", "operation")
+
+
 def _check_same_project(path: Path, result_ids: list[str], manifest: Manifest | None) -> None:
     """Results from another project than the manifest's: nothing in common, or another package."""
-    if manifest is None or not result_ids:
+    if manifest is None:
         return
-    if any(u in manifest.nodes for u in result_ids):
+    listed = [u for u in result_ids if _resource_type(u) not in _UNLISTED]
+    if not listed or any(u in manifest.nodes for u in listed):
         return
-    raise ArtifactError(f"{path}: none of its {len(result_ids)} results is in {manifest.path} "
-                        f"(project '{manifest.project_name}'): the files come from different "
-                        "projects or builds")
+    raise ForeignResults(f"{path}: none of its {len(listed)} results is in {manifest.path} "
+                         f"(project '{manifest.project_name}'): the files come from different "
+                         "projects or builds")
+
+
+def _once(items: list[Any], what: Path) -> tuple[list[Any], tuple[str, ...]]:
+    """Each unique_id once (the last listing wins, at the place of the first)."""
+    by_id: dict[str, Any] = {}
+    for item in items:
+        by_id[item.unique_id] = item
+    if len(by_id) == len(items):
+        return items, ()
+    repeated = len(items) - len(by_id)
+    return list(by_id.values()), (f"{what}: {repeated} result(s) list a unique_id already "
+                                  "listed: each node counted once",)
+
+
+def _args(raw_args: dict[str, Any] | None) -> tuple[str | None, str | None, str | None]:
+    """(command, environment, target) from a results file's `args`.
+
+    Fusion keeps only `command`, `which` and `__other__`; dbt < 1.5 writes vars as a YAML string.
+    The environment follows the package's rule: var qalita_environment, else the target's name
+    (known here only when the command line named it).
+    """
+    args = dict(raw_args or {})
+    other = args.get("__other__")
+    if isinstance(other, dict):
+        args = {**other, **{k: v for k, v in args.items() if v is not None}}
+    command = args.get("which") or args.get("command")
+    target = args.get("target") if isinstance(args.get("target"), str) else None
+    variables = _vars(args.get("vars"))
+    env = variables.get("qalita_environment")
+    environment = str(env) if env not in (None, "") else target
+    return (str(command) if command else None), environment, target
+
+
+def _vars(value: Any) -> dict[str, Any]:
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, str) and value.strip():
+        try:
+            import yaml
+
+            loaded = yaml.safe_load(value)
+        except Exception:  # vars are only a hint for the environment's name
+            return {}
+        return loaded if isinstance(loaded, dict) else {}
+    return {}
 
 
 def _enrich(uid: str, status: str, manifest: Manifest | None, **fields: Any) -> Result:
@@ -343,25 +467,27 @@ def read_run_results(path: Path, manifest: Manifest | None = None) -> Invocation
 
 
 def _read_run_results(path: Path, manifest: Manifest | None) -> Invocation:
-    _, raw = _read(path, "run-results", RUN_RESULTS_VERSIONS, _RunResults)
+    _, raw, warnings = _read(path, "run-results", RUN_RESULTS_VERSIONS, _RunResults)
     meta = raw.metadata
     if not meta.invocation_id:
         raise ArtifactError(f"{path}: metadata.invocation_id is missing")
     _check_same_project(path, [r.unique_id for r in raw.results], manifest)
+    listed, repeated = _once(raw.results, path)
     results = tuple(
         _enrich(r.unique_id, r.status, manifest, failures=r.failures,
                 rows_affected=r.adapter_response.rows_affected if r.adapter_response else None,
                 message=r.message, execution_time=r.execution_time)
-        for r in raw.results
+        for r in listed
     )
     finished = parse_ts(meta.generated_at)
     started = parse_ts(meta.invocation_started_at)  # v6 only
     if started is None and finished is not None and raw.elapsed_time is not None:
         started = finished - timedelta(seconds=raw.elapsed_time)
-    command = (raw.args or {}).get("which")
+    command, environment, target = _args(raw.args)
     return Invocation(meta.invocation_id, command, started, finished, results, str(path),
                       project_name=manifest.project_name if manifest else None,
-                      dbt_version=meta.dbt_version)
+                      environment=environment, target_name=target,
+                      dbt_version=meta.dbt_version, warnings=warnings + repeated)
 
 
 def read_sources(path: Path, manifest: Manifest | None = None) -> Invocation:
@@ -371,21 +497,24 @@ def read_sources(path: Path, manifest: Manifest | None = None) -> Invocation:
 
 
 def _read_sources(path: Path, manifest: Manifest | None) -> Invocation:
-    _, raw = _read(path, "sources", SOURCES_VERSIONS, _Sources)
+    _, raw, warnings = _read(path, "sources", SOURCES_VERSIONS, _Sources)
     meta = raw.metadata
     if not meta.invocation_id:
         raise ArtifactError(f"{path}: metadata.invocation_id is missing")
     _check_same_project(path, [r.unique_id for r in raw.results], manifest)
+    listed, repeated = _once(raw.results, path)
     results = tuple(
         _enrich(r.unique_id, r.status, manifest, message=r.error,
                 execution_time=r.execution_time, age=r.max_loaded_at_time_ago_in_s,
                 max_loaded_at=r.max_loaded_at)
-        for r in raw.results
+        for r in listed
     )
     finished = parse_ts(meta.generated_at)
     started = parse_ts(meta.invocation_started_at)
     if started is None and finished is not None and raw.elapsed_time is not None:
         started = finished - timedelta(seconds=raw.elapsed_time)
+    _, environment, target = _args(raw.args)  # Fusion writes args here too
     return Invocation(meta.invocation_id, "freshness", started, finished, results, str(path),
                       project_name=manifest.project_name if manifest else None,
-                      dbt_version=meta.dbt_version)
+                      environment=environment, target_name=target,
+                      dbt_version=meta.dbt_version, warnings=warnings + repeated)
