@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from qalita_sidecar.readers.common import score_of
 from qalita_sidecar.readers.dbt.artifacts import Invocation, Manifest, Node, Result
-from qalita_sidecar.readers.dbt.to_shipment import score, to_shipment
+from qalita_sidecar.readers.dbt.to_shipment import executes_nothing, score, to_shipment
 from qalita_sidecar.shipment import Scope, idempotency_key
 
 P = "shop"
@@ -97,10 +98,66 @@ def test_skipped_tests_are_counted_but_never_scored():
 
 
 @pytest.mark.parametrize(("passed", "failed", "warned", "errored", "expected"), [
-    (2, 1, 0, 0, "0.66"), (199, 1, 0, 0, "0.99"), (1, 0, 1, 1, "0.33"), (3, 0, 0, 0, "1.00"),
-    (0, 0, 0, 0, None)])
-def test_score_is_two_decimals_rounded_down(passed, failed, warned, errored, expected):
+    (13, 2, 0, 0, "0.87"), (2, 1, 0, 0, "0.67"), (1, 0, 1, 1, "0.33"), (1, 7, 0, 0, "0.13"),
+    (199, 1, 0, 0, "0.99"), (1999, 1, 0, 0, "0.99"), (3, 0, 0, 0, "1.00"), (0, 5, 0, 0, "0.00"),
+    (1, 999, 0, 0, "0.00"), (0, 0, 0, 0, None)])
+def test_score_rounds_half_up_and_1_00_means_every_test_passed(passed, failed, warned, errored,
+                                                                expected):
+    """Rounded as QALITA's packs round (half up: 1/8 = 0.125 -> 0.13), never 1.00 with a miss."""
     assert score(passed, failed, warned, errored) == expected
+    assert score_of(passed, passed + failed + warned + errored) == expected
+
+
+def test_statuses_count_in_any_case():
+    s = ship(dtest("a_orders", "PASS"), dtest("b_orders", "Fail", failures=1),
+             dtest("c_orders", "Warn", severity="warn"), dtest("d_orders", "Skipped"))
+    m = metrics(s, P)
+    assert (m["tests_passed"], m["tests_failed"], m["tests_warned"], m["tests_skipped"],
+            m["tests_errored"]) == (1, 1, 1, 1, 0)
+    assert [r[1] for r in recs(s)] == ["Test failed", "Test warning"]
+
+
+def test_an_unknown_test_status_counts_as_errored_and_is_named():
+    s = ship(dtest("a_orders", "pass"), dtest("b_orders", "exploded"))
+    m = metrics(s, P)
+    assert (m["tests_total"], m["tests_passed"], m["tests_errored"], m["score"]) == \
+        (2, 1, 1, "0.50")
+    [(level, type_, _, _, content)] = recs(s)
+    assert (level, type_) == ("high", "Test error")
+    assert "'exploded'" in content and "counted as errored" in content
+
+
+def test_a_unique_id_repeated_counts_once():
+    s = ship(dtest("a_orders", "pass"), dtest("a_orders", "pass"), dtest("b_orders", "fail"))
+    assert (metrics(s, P)["tests_total"], metrics(s, P)["tests_passed"]) == (2, 1)
+    assert s.context["results"] == 2
+
+
+@pytest.mark.parametrize(("command", "reason"), [
+    ("generate", "dbt docs generate compiles, it tests nothing"),
+    ("compile", "dbt compile compiles, it tests nothing"),
+    ("ls", "dbt list lists nodes, it tests nothing"),
+    ("list", "dbt list lists nodes, it tests nothing"),
+    ("parse", "dbt parse parses, it tests nothing"),
+    ("show", "dbt show previews, it tests nothing"),
+    ("run-operation", "dbt run-operation runs a macro, it tests nothing"),
+    ("rpc", "dbt rpc compiles, it tests nothing"),
+    (None, "dbt compiled its tests, it tests nothing"),  # an IDE's results: tests `success`
+    ("build", "dbt build compiles, it tests nothing"),
+])
+def test_an_invocation_that_executes_nothing_ships_no_test_outcome(command, reason):
+    compiled = Invocation("inv-c", command, START, END,
+                          (dtest("a_orders", "success"), Result(MODEL, "success", "model",
+                                                                "orders")), "test")
+    assert executes_nothing(compiled) == reason
+    s = to_shipment(compiled, project="Shop", environment="prod")
+    assert not [m for m in s.metrics if m.key.startswith("tests_") or m.key == "score"]
+
+
+def test_a_build_executes_something():
+    assert executes_nothing(inv(dtest("a_orders", "pass"))) is None
+    assert executes_nothing(Invocation("i", "run", START, END,
+                                       (Result(MODEL, "success", "model", "orders"),), "t")) is None
 
 
 def test_model_success_gives_rows_affected_and_execution_time():
@@ -155,13 +212,15 @@ def test_skipped_model_without_manifest_still_says_why():
 
 @pytest.mark.parametrize(("status", "level", "job"), [
     ("pass", None, "succeeded"), ("warn", "warning", "succeeded"), ("error", "high", "succeeded"),
-    ("runtime error", "high", "failed")])
+    ("runtime error", "high", "failed"),
+    # dbt Fusion capitalises them
+    ("Pass", None, "succeeded"), ("Warn", "warning", "succeeded"), ("Error", "high", "succeeded")])
 def test_freshness_statuses(status, level, job):
     r = Result(SOURCE, status, "source", "payments", age=None if status == "runtime error" else 90000.0,
                message="Database Error: no such table" if status == "runtime error" else None)
     s = ship(r)
     m = metrics(s, "raw.payments")
-    assert m["freshness_status"] == status
+    assert m["freshness_status"] == status.lower()
     if status != "runtime error":
         assert m["freshness_age_s"] == 90000.0
     got = recs(s)

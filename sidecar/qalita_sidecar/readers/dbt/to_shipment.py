@@ -1,8 +1,10 @@
 """dbt invocation -> Shipment (QALITA job + metrics, recommendations, schemas). Pure: no I/O.
 
 The status mapping is the product's decision, published as a table in docs/shipping.md:
-tests pass/fail/warn/error/skipped, models/seeds/snapshots success/error/skipped/no-op, source
-freshness pass/warn/error/runtime error. Scopes: every model, seed, snapshot or source table is a
+tests pass/fail/warn/error/skipped (any case; any other status counts as errored and is named),
+models/seeds/snapshots success/error/skipped/no-op, source freshness pass/warn/error/runtime error.
+An invocation that executes nothing (compile, docs generate, ls, ...) has no outcome to ship:
+`executes_nothing` says why. Scopes: every model, seed, snapshot or source table is a
 dataset under the database scope named after the dbt project; a column test is column-scoped.
 """
 
@@ -13,8 +15,8 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import ROUND_DOWN, Decimal
 
+from qalita_sidecar.readers.common import score_of
 from qalita_sidecar.readers.dbt.artifacts import Invocation, Manifest, Result, paused_gc
 from qalita_sidecar.shipment import (
     Job,
@@ -28,9 +30,19 @@ from qalita_sidecar.shipment import (
 
 TEST_TYPES = ("test", "unit_test")
 BUILT_TYPES = ("model", "seed", "snapshot")
-# test status -> the counter it increments
-_TEST_OUTCOME = {"pass": "passed", "success": "passed", "fail": "failed", "warn": "warned",
-                 "error": "errored", "runtime error": "errored", "skipped": "skipped"}
+# test status (lower case) -> the counter it increments; `success` is not one: a test reports it
+# only when it was compiled, not run
+_TEST_OUTCOME = {"pass": "passed", "fail": "failed", "warn": "warned", "error": "errored",
+                 "runtime error": "errored", "skipped": "skipped"}
+# commands that write run_results.json without executing a node: what each does instead
+_EXECUTES_NOTHING = {"compile": "compiles", "generate": "compiles", "docs generate": "compiles",
+                     "serve": "serves the docs", "docs serve": "serves the docs",
+                     "list": "lists nodes", "ls": "lists nodes", "parse": "parses",
+                     "show": "previews", "run-operation": "runs a macro", "rpc": "compiles",
+                     "debug": "checks the connection", "deps": "installs packages",
+                     "clean": "cleans", "init": "creates a project"}
+# what dbt prints for the commands whose `which` is not what the user typed
+_COMMAND_NAME = {"generate": "docs generate", "serve": "docs serve", "ls": "list"}
 _COUNTERS = ("passed", "failed", "warned", "errored", "skipped")
 _MESSAGE_LIMIT = 300
 
@@ -45,19 +57,44 @@ class _Counts(Counter):
         self[outcome] += 1
 
     @property
-    def total(self) -> int:
+    def all(self) -> int:
         return sum(self.values())
 
 
 def score(passed: int, failed: int, warned: int, errored: int) -> str | None:
-    """passed / (passed + failed + warned + errored) as a 2-decimal string; None with no evidence.
+    """passed / (passed + failed + warned + errored) by the readers' one rule; None with no
+    evidence."""
+    return score_of(passed, passed + failed + warned + errored)
 
-    Rounded down, so "1.00" only ever means every test passed.
+
+def status_of(r: Result) -> str:
+    """dbt's status as the mapping compares it: Fusion capitalises (`Pass`), others do not."""
+    return r.status.strip().lower()
+
+
+def command_name(command: str | None) -> str:
+    """`generate` -> `dbt docs generate`, as the user typed it."""
+    if not command:
+        return "dbt"
+    text = " ".join(command.strip().lower().split())
+    return f"dbt {_COMMAND_NAME.get(text, text)}"
+
+
+def executes_nothing(invocation: Invocation) -> str | None:
+    """Why an invocation has no outcome to ship (None: it executed nodes).
+
+    A compile, docs generate, ls, parse, show or run-operation writes run_results.json too, its
+    test nodes all `success`: counting them would report passes that never happened. Results whose
+    tests carry `success` (rpc, IDE compiles) are one whatever the command.
     """
-    ran = passed + failed + warned + errored
-    if ran == 0:
+    command = " ".join((invocation.command or "").strip().lower().split())
+    did = _EXECUTES_NOTHING.get(command)
+    if did is None and any(r.resource_type in TEST_TYPES and status_of(r) == "success"
+                           for r in invocation.results):
+        did = "compiles" if command else "compiled its tests"
+    if did is None:
         return None
-    return str((Decimal(passed) / Decimal(ran)).quantize(Decimal("0.01"), rounding=ROUND_DOWN))
+    return f"{command_name(invocation.command)} {did}, it tests nothing"
 
 
 def dataset_name(unique_id: str, manifest: Manifest | None = None) -> str:
@@ -171,7 +208,8 @@ def _upstream_failures(r: Result, failed: dict[str, list[str]], manifest: Manife
         return []
     seen: set[str] = set()
     found: list[str] = []
-    frontier = list(manifest.get(r.unique_id).depends_on) if manifest.get(r.unique_id) else []
+    node = manifest.get(r.unique_id)
+    frontier = list(node.depends_on) if node is not None else []
     while frontier:
         uid = frontier.pop(0)
         if uid in seen:
@@ -211,30 +249,36 @@ def _to_shipment(invocation: Invocation, project: str, environment: str,
     per_dataset: dict[str, _Counts] = defaultdict(_Counts)
     project_counts = _Counts()
     job_failed = False
+    # a compile's `success` tests are no outcome: never counted, whoever calls
+    count_tests = executes_nothing(invocation) is None
+    # each node once (the readers already do it for a file; a table can repeat a row)
+    results = list({r.unique_id: r for r in invocation.results}.values())
 
     # what failed, by the node it is about: a skipped node names its upstream failure
     failed: dict[str, list[str]] = defaultdict(list)
-    for r in invocation.results:
-        if r.status in ("error", "fail", "runtime error") and r.resource_type != "source":
+    for r in results:
+        if status_of(r) in ("error", "fail", "runtime error") and r.resource_type != "source":
             subject = _test_subject(r, manifest) if r.resource_type in TEST_TYPES else r.unique_id
             label = f"{r.resource_type} {r.name}"
             failed[r.unique_id].append(label)
             if subject:
                 failed[subject].append(label)
 
-    for r in invocation.results:
-        rtype, status = r.resource_type, r.status
+    for r in results:
+        rtype, status = r.resource_type, status_of(r)
         if status == "runtime error" or (status == "error" and rtype != "source"):
             job_failed = True
         if rtype in TEST_TYPES:
-            outcome = _TEST_OUTCOME.get(status)
+            if not count_tests:
+                continue
+            # a status dbt does not define is no pass: counted as errored, and named
+            outcome = _TEST_OUTCOME.get(status, "errored")
             subject = _test_subject(r, manifest)
             dataset = b.dataset(subject) if subject else None
-            if outcome:
-                project_counts.add(outcome)
-                if dataset is not None:
-                    per_dataset[dataset.value].add(outcome)
-            if status in ("fail", "warn", "error", "runtime error"):
+            project_counts.add(outcome)
+            if dataset is not None:
+                per_dataset[dataset.value].add(outcome)
+            if outcome != "passed" and outcome != "skipped":
                 scope = dataset or b.database
                 if r.column_name and dataset is not None:
                     scope = b.column(dataset, r.column_name)
@@ -258,12 +302,12 @@ def _to_shipment(invocation: Invocation, project: str, environment: str,
                 b.recommend(f"{rtype.capitalize()} {r.name} was not built: skipped {because}.",
                             "Skipped", dataset, "info")
         elif rtype == "source":
-            _freshness(b, r)
+            _freshness(b, r, status)
         # operations, analyses...: nothing to report
 
     for name in sorted(per_dataset):
         _count_metrics(b, per_dataset[name], b.datasets[name])
-    if project_counts.total:
+    if project_counts.all:
         _count_metrics(b, project_counts, b.database)
 
     # every scope a metric or recommendation uses, with the parents they name
@@ -290,7 +334,7 @@ def _to_shipment(invocation: Invocation, project: str, environment: str,
         schemas=schemas,
         context={"invocation_id": invocation.invocation_id, "project": project,
                  "environment": environment, "git_sha": sha, "command": command,
-                 "read_from": invocation.origin, "results": len(invocation.results),
+                 "read_from": invocation.origin, "results": len(results),
                  "tests": counts, "dbt_project": project_name},
     )
 
@@ -300,7 +344,7 @@ def to_shipments(invocations: Iterable[Invocation], **kwargs) -> list[Shipment]:
 
 
 def _count_metrics(b: _Builder, c: _Counts, scope: Scope) -> None:
-    b.metrics.append(Metric("tests_total", c.total, scope))
+    b.metrics.append(Metric("tests_total", c.all, scope))
     for name in _COUNTERS:
         b.metrics.append(Metric(f"tests_{name}", getattr(c, name), scope))
     value = score(c.passed, c.failed, c.warned, c.errored)
@@ -322,20 +366,24 @@ def _test_recommendation(b: _Builder, r: Result, status: str, scope: Scope, abou
     elif status in ("error", "runtime error"):
         b.recommend(f"Test {test} could not run on {where}{named}: {_clean(r.message)}",
                     "Test error", scope, "high")
+    else:
+        said = f": {_clean(r.message)}" if r.message else ""
+        b.recommend(f"Test {test} on {where}{named} reported status '{r.status}', which is not a "
+                    f"dbt test outcome: counted as errored{said}", "Test error", scope, "high")
 
 
-def _freshness(b: _Builder, r: Result) -> None:
+def _freshness(b: _Builder, r: Result, status: str) -> None:
     dataset = b.dataset(r.unique_id)
-    b.metrics.append(Metric("freshness_status", r.status, dataset))
+    b.metrics.append(Metric("freshness_status", status, dataset))
     if r.age is not None:
         b.metrics.append(Metric("freshness_age_s", round(r.age, 1), dataset))
     age = f"last loaded {_age(r.age)} ago" if r.age is not None else "no load time known"
-    if r.status == "warn":
+    if status == "warn":
         b.recommend(f"Source {dataset.value} is stale: {age}, past its warn_after limit.",
                     "Freshness", dataset, "warning")
-    elif r.status == "error":
+    elif status == "error":
         b.recommend(f"Source {dataset.value} is stale: {age}, past its error_after limit.",
                     "Freshness", dataset, "high")
-    elif r.status == "runtime error":
+    elif status == "runtime error":
         b.recommend(f"Freshness of source {dataset.value} could not be checked: "
                     f"{_clean(r.message)}", "Freshness", dataset, "high")
