@@ -1,18 +1,24 @@
 """Connect to the warehouse a dbt profile points at (DuckDB or PostgreSQL), outside dbt.
 
 The sidecar and the Quality Compass loader read the same profiles.yml dbt uses, rendered the way
-dbt renders it (`env_var()` with defaults, Jinja filters), so one set of settings serves all.
+dbt renders it: `env_var()` with its default, and dbt's filters `as_text`, `as_number`, `as_bool`
+and `as_native` (dbt renders a profile value natively: a marked value becomes the Python value it
+spells, anything else stays text), so one set of settings serves all.
 """
 
 from __future__ import annotations
 
 import os
+from ast import literal_eval
+from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import chain, islice
 from pathlib import Path
 from typing import Any
 
 import yaml
-from jinja2 import Environment, StrictUndefined
+from jinja2 import StrictUndefined, TemplateError
+from jinja2.nativetypes import NativeEnvironment, NativeTemplate
 
 
 class ProfileError(Exception):
@@ -36,24 +42,96 @@ class WarehouseTarget:
                 f"{s.get('dbname') or s.get('database')} (target {self.target})")
 
 
+class _Text(str):
+    """as_text: stays a string."""
+
+
+class _Native(str):
+    """as_native: the Python value the text spells (`5432` -> 5432, `[1, 2]` -> [1, 2])."""
+
+
+class _Bool(_Native):
+    """as_bool: must spell True or False."""
+
+
+class _Number(_Native):
+    """as_number: must spell an int or a float."""
+
+
+def _concat(values: Iterable[Any]) -> Any:
+    """dbt's rule for a rendered value: one marked node becomes its value, one unmarked node is
+    returned as it is, several are joined as text."""
+    nodes = iter(values)
+    head = list(islice(nodes, 2))
+    if not head:
+        return ""
+    if len(head) > 1:
+        return "".join(str(v) for v in chain(head, nodes))
+    raw = head[0]
+    if isinstance(raw, _Text):
+        return str(raw)
+    if not isinstance(raw, _Native):
+        return raw
+    try:
+        value = literal_eval(raw)
+    except (ValueError, SyntaxError, MemoryError):
+        value = str(raw)
+    if isinstance(raw, _Bool) and not isinstance(value, bool):
+        raise ProfileError(f"cannot convert '{raw}' into a bool (as_bool)")
+    if isinstance(raw, _Number) and (isinstance(value, bool)
+                                     or not isinstance(value, (int, float))):
+        raise ProfileError(f"cannot convert '{raw}' into a number (as_number)")
+    return value
+
+
+class _ProfileJinja(NativeEnvironment):
+    concat = staticmethod(_concat)
+
+
+class _ProfileTemplate(NativeTemplate):
+    # jinja's NativeTemplate concatenates with NativeEnvironment's rule (literal_eval of any
+    # text: '123' -> 123), not the environment's: dbt's rule needs its own template class
+    environment_class = _ProfileJinja
+
+
+_ProfileJinja.template_class = _ProfileTemplate
+
+
 _MISSING = object()
 
 
-def _env_var(name: str, default: Any = _MISSING) -> str:
+def _env_var(name: str, default: Any = _MISSING) -> Any:
+    """dbt's env_var(): the variable, else the default as given, else an error naming it."""
     if name in os.environ:
         return os.environ[name]
-    if default is _MISSING:
-        raise ProfileError(f"profiles.yml: env_var('{name}') is not set and has no default")
-    return str(default)
+    if default is _MISSING or default is None:
+        raise ProfileError(f"env_var('{name}') is not set and has no default")
+    return default
 
 
-def _render(value: Any, jinja: Environment) -> Any:
+def _jinja() -> NativeEnvironment:
+    jinja = _ProfileJinja(undefined=StrictUndefined)
+    jinja.globals["env_var"] = _env_var
+    jinja.filters.update(as_text=_Text, as_native=_Native, as_bool=_Bool, as_number=_Number)
+    return jinja
+
+
+def _render(value: Any, jinja: NativeEnvironment, path: Path | None = None,
+            where: str = "") -> Any:
     if isinstance(value, str) and ("{{" in value or "{%" in value):
-        return jinja.from_string(value).render()
+        try:
+            return jinja.from_string(value).render()
+        except ProfileError as exc:
+            raise ProfileError(f"{path or 'profiles.yml'}: {where or 'a value'}: {exc}") from exc
+        except TemplateError as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ProfileError(f"{path or 'profiles.yml'}: {where or 'a value'}: cannot render "
+                               f"({first})") from exc
     if isinstance(value, dict):
-        return {k: _render(v, jinja) for k, v in value.items()}
+        return {k: _render(v, jinja, path, f"{where}.{k}" if where else str(k))
+                for k, v in value.items()}
     if isinstance(value, list):
-        return [_render(v, jinja) for v in value]
+        return [_render(v, jinja, path, f"{where}[{i}]") for i, v in enumerate(value)]
     return value
 
 
@@ -67,6 +145,59 @@ def default_profiles_dir(project_dir: Path | None = None) -> Path:
     return Path.home() / ".dbt"
 
 
+@dataclass(frozen=True)
+class _Profile:
+    path: Path
+    name: str
+    body: dict[str, Any]
+    target: str  # the one chosen: given, else $DBT_TARGET, else the profile's default
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_bytes().decode("utf-8"))
+    except OSError as exc:
+        raise ProfileError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    except UnicodeDecodeError as exc:
+        raise ProfileError(f"{path}: not valid UTF-8 (byte {exc.start})") from exc
+    except yaml.YAMLError as exc:
+        first = (str(exc).strip().splitlines() or ["?"])[0]
+        raise ProfileError(f"{path}: not valid YAML ({first})") from exc
+
+
+def _profile(profiles_dir: Path | None, profile: str | None, target: str | None,
+             project_dir: Path, jinja: NativeEnvironment) -> _Profile:
+    profiles_dir = profiles_dir or default_profiles_dir(project_dir)
+    path = Path(profiles_dir) / "profiles.yml"
+    if profile is None:
+        project_file = project_dir / "dbt_project.yml"
+        project = _read_yaml(project_file)
+        if not isinstance(project, dict) or not isinstance(project.get("profile"), str):
+            raise ProfileError(f"{project_file}: cannot read the profile name (no `profile:`)")
+        profile = project["profile"]
+    raw = _read_yaml(path)
+    if not isinstance(raw, dict) or not isinstance(raw.get(profile), dict):
+        raise ProfileError(f"{path}: no profile named '{profile}'")
+    body = raw[profile]
+    chosen = target or os.environ.get("DBT_TARGET") or _render(body.get("target", "dev"), jinja,
+                                                              path, f"{profile}.target")
+    return _Profile(path, profile, body, str(chosen))
+
+
+def target_name(
+    profiles_dir: Path | None = None,
+    target: str | None = None,
+    project_dir: Path | None = None,
+) -> str | None:
+    """The target dbt runs with (given, else $DBT_TARGET, else the profile's default), whatever
+    its adapter; None when the profile cannot be read. It names an environment the same way the
+    dbt package does when it records an invocation."""
+    try:
+        return _profile(profiles_dir, None, target, project_dir or Path.cwd(), _jinja()).target
+    except ProfileError:
+        return target
+
+
 def load_target(
     profiles_dir: Path | None = None,
     profile: str | None = None,
@@ -75,40 +206,23 @@ def load_target(
 ) -> WarehouseTarget:
     """Render profiles.yml and pick the profile (default: the project's) and target."""
     project_dir = project_dir or Path.cwd()
-    profiles_dir = profiles_dir or default_profiles_dir(project_dir)
-    path = Path(profiles_dir) / "profiles.yml"
-    if profile is None:
-        project_file = project_dir / "dbt_project.yml"
-        try:
-            profile = yaml.safe_load(project_file.read_text())["profile"]
-        except (OSError, KeyError, TypeError, yaml.YAMLError) as exc:
-            raise ProfileError(f"{project_file}: cannot read the profile name ({exc})") from exc
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ProfileError(f"{path}: cannot read ({exc.strerror})") from exc
-    except yaml.YAMLError as exc:
-        raise ProfileError(f"{path}: not valid YAML ({exc})") from exc
-    if not isinstance(raw, dict) or profile not in raw:
-        raise ProfileError(f"{path}: no profile named '{profile}'")
-    jinja = Environment(undefined=StrictUndefined)
-    jinja.globals["env_var"] = _env_var
-    body = raw[profile]
-    target = target or os.environ.get("DBT_TARGET") or _render(body.get("target", "dev"), jinja)
-    outputs = body.get("outputs") or {}
-    if target not in outputs:
-        raise ProfileError(f"{path}: profile '{profile}' has no target '{target}'")
-    settings = _render(outputs[target], jinja)
+    jinja = _jinja()
+    p = _profile(profiles_dir, profile, target, project_dir, jinja)
+    path, target = p.path, p.target
+    outputs = p.body.get("outputs") or {}
+    if not isinstance(outputs, dict) or not isinstance(outputs.get(target), dict):
+        raise ProfileError(f"{path}: profile '{p.name}' has no target '{target}'")
+    settings = _render(outputs[target], jinja, path, f"{p.name}.outputs.{target}")
     adapter = settings.get("type")
     if adapter not in ("duckdb", "postgres"):
         raise ProfileError(f"{path}: target '{target}' has type '{adapter}'; "
                            "only duckdb and postgres are supported")
     schema = settings.get("schema") or ("main" if adapter == "duckdb" else "public")
     if adapter == "duckdb":
-        db_path = Path(settings.get("path", ":memory:"))
+        db_path = Path(str(settings.get("path", ":memory:")))
         if str(db_path) != ":memory:" and not db_path.is_absolute():
             settings = {**settings, "path": str(project_dir / db_path)}
-    return WarehouseTarget(profile, target, adapter, schema, settings)
+    return WarehouseTarget(p.name, target, adapter, str(schema), settings)
 
 
 def connect(target: WarehouseTarget, read_only: bool = False) -> Any:
@@ -123,17 +237,27 @@ def connect(target: WarehouseTarget, read_only: bool = False) -> Any:
             raise ProfileError(f"cannot open DuckDB file {s['path']}: {exc}") from exc
     import psycopg2
 
+    port, timeout = _whole(target, "port", 5432), _whole(target, "connect_timeout", 10)
     try:
         return psycopg2.connect(
             host=s.get("host"),
-            port=int(s.get("port", 5432)),
+            port=port,
             user=s.get("user"),
             password=s.get("password") or s.get("pass") or None,
             dbname=s.get("dbname") or s.get("database"),
             sslmode=s.get("sslmode") or "prefer",
-            connect_timeout=int(s.get("connect_timeout", 10)),
+            connect_timeout=timeout,
         )
     except psycopg2.Error as exc:
         # psycopg2's message never contains the password.
         raise ProfileError(f"cannot connect to {target.describe()}: "
                            f"{str(exc).strip().splitlines()[0]}") from exc
+
+
+def _whole(target: WarehouseTarget, name: str, default: int) -> int:
+    value = target.settings.get(name, default)
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ProfileError(f"profile '{target.profile}' target '{target.target}': {name} "
+                           f"'{value}' is not a number") from None
