@@ -29,7 +29,12 @@ from qalita_sidecar.cli.common import (
     ship_and_report,
 )
 from qalita_sidecar.readers.dbt import artifacts, to_shipment, warehouse
-from qalita_sidecar.readers.dbt.profile import ProfileError, WarehouseTarget, load_target
+from qalita_sidecar.readers.dbt.profile import (
+    ProfileError,
+    WarehouseTarget,
+    load_target,
+    target_name,
+)
 from qalita_sidecar.shipping import deliver
 from qalita_sidecar.shipping.ledger import EitherLedger, LedgerError, ledger_for
 from qalita_sidecar.shipping.outbox import Outbox, OutboxError, default_root
@@ -63,11 +68,16 @@ def _read_dbt(manifest: artifacts.Manifest | None, results: Path | None, sources
             target, schema, manifest.project_name if manifest else None,
             lambda h: not ledger.shipped(key(h.invocation_id, h.git_sha, h.environment)))
         if read.problem is None:
-            invocations += read.invocations
             known = read.known_ids
+            idle = [i for i in read.invocations if to_shipment.executes_nothing(i)]
+            invocations += [i for i in read.invocations if i not in idle]
             lines.append(f"table {schema}.qalita_invocations ({target.describe()}): "
                          f"{len(read.known_ids)} invocations, {len(read.invocations)} not yet "
                          "shipped")
+            if idle:
+                names = ", ".join(sorted({to_shipment.command_name(i.command) for i in idle}))
+                lines.append(f"table {schema}.qalita_invocations: {len(idle)} invocation(s) "
+                             f"tested nothing ({names}): not shipped")
         else:
             problem = read.problem
     if problem:
@@ -78,18 +88,39 @@ def _read_dbt(manifest: artifacts.Manifest | None, results: Path | None, sources
         try:
             # the commit this CI run builds, as the package records it for the same run
             inv = replace(reader(path, manifest), git_sha=ci_sha)
+        except artifacts.ForeignResults as exc:
+            lines.append(f"warning: {exc}: not shipped")  # the other file can still serve
+            continue
         except artifacts.ArtifactError as exc:
             raise InputError(str(exc)) from exc
+        lines += [f"warning: {w}" for w in inv.warnings]
+        nothing = to_shipment.executes_nothing(inv)
+        if nothing:
+            lines.append(f"{path}: {nothing}: not shipped")
+            continue
         if inv.invocation_id in known:
             lines.append(f"{path}: invocation {inv.invocation_id} is in the table")
             continue
-        if ledger.shipped(key(inv.invocation_id, inv.git_sha, None)):
+        if ledger.shipped(key(inv.invocation_id, inv.git_sha, inv.environment)):
             lines.append(f"{path}: invocation {inv.invocation_id} already shipped")
             continue
         invocations.append(inv)
         lines.append(f"{path}: invocation {inv.invocation_id} ({inv.command}, "
                      f"{len(inv.results)} result(s)){' not in the table' if known else ''}")
+        if inv.command == "freshness" and _drops_freshness_errors(inv.dbt_version):
+            lines.append(f"{path}: freshness runtime errors are only known from the results "
+                         "table (sources.json leaves them out since dbt 1.8)")
     return _Read(invocations, lines)
+
+
+def _drops_freshness_errors(dbt_version: str | None) -> bool:
+    """dbt 1.8 and later (Fusion too) leave a source whose freshness query failed out of
+    sources.json; an unreadable version is assumed recent."""
+    try:
+        major, minor = (int(p) for p in (dbt_version or "").split(".")[:2])
+    except ValueError:
+        return True
+    return (major, minor) >= (1, 8)
 
 
 @click.command("dbt")
@@ -160,7 +191,11 @@ def ingest_dbt(manifest: Path | None, results: Path | None, sources: Path | None
     if not project:
         raise InputError("--project is required when no manifest.json is found "
                          f"(looked in {target_path})")
-    default_env = (target.target if target else dbt_target) or "default"
+    # the package's rule for an environment (var qalita_environment, else the target's name),
+    # applied the same way to the tables and to the artifacts, so one invocation keeps one key
+    # however it is read: without a warehouse, the target dbt would run with
+    default_env = (target.target if target else None) or target_name(
+        profiles_dir, dbt_target, project_dir) or "default"
     ci_sha = _git_sha()
 
     def env_of(recorded: str | None) -> str:
@@ -179,6 +214,8 @@ def ingest_dbt(manifest: Path | None, results: Path | None, sources: Path | None
     if man is not None:
         click.echo(f"manifest: {man.path} (v{man.schema_version}, dbt {man.dbt_version}, "
                    f"project {man.project_name}, {len(man.nodes)} nodes)")
+        for warning in man.warnings:
+            click.echo(f"  warning: {warning}")
     else:
         click.echo(f"manifest: none found in {target_path}: names come from unique ids")
     click.echo("read:")
@@ -198,7 +235,7 @@ def ingest_dbt(manifest: Path | None, results: Path | None, sources: Path | None
     totals: Counter[str] = Counter()
     for s in shipments:
         totals.update(metrics=len(s.metrics), recommendations=len(s.recommendations),
-                      schemas=len(s.schemas), failed=s.job.status == "failed")
+                      schemas=len(s.schemas), failed=int(s.job.status == "failed"))
     envs = ", ".join(sorted({str(s.context["environment"]) for s in shipments}))
     click.echo(f"mapped: {len(shipments)} invocation(s) of project {project} / env "
                f"{envs} -> {totals['metrics']} metrics, {totals['recommendations']} "
@@ -238,7 +275,7 @@ def flush(outbox_dir: Path | None, project_dir: Path, profiles_dir: Path | None,
     schema = qalita_schema or (warehouse.default_schema(target) if target else None)
     ledger = ledger_for(outbox.root, target, schema)
     try:
-        pending = len(outbox.entries())
+        pending = outbox.pending_count()  # read once, by the flush itself
         click.echo(f"outbox: {outbox.pending_dir}: {pending} pending, "
                    f"{len(outbox.dead())} dead")
         if not pending:
