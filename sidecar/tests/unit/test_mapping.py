@@ -142,8 +142,9 @@ def test_a_unique_id_repeated_counts_once():
     ("show", "dbt show previews, it tests nothing"),
     ("run-operation", "dbt run-operation runs a macro, it tests nothing"),
     ("rpc", "dbt rpc compiles, it tests nothing"),
-    (None, "dbt compiled its tests, it tests nothing"),  # an IDE's results: tests `success`
-    ("build", "dbt build compiles, it tests nothing"),
+    # an IDE's results, whatever the command: tests `success`
+    (None, "dbt: its tests report `success`, as a compile's do: it tests nothing"),
+    ("build", "dbt build: its tests report `success`, as a compile's do: it tests nothing"),
 ])
 def test_an_invocation_that_executes_nothing_ships_no_test_outcome(command, reason):
     compiled = Invocation("inv-c", command, START, END,

@@ -89,12 +89,13 @@ def executes_nothing(invocation: Invocation) -> str | None:
     """
     command = " ".join((invocation.command or "").strip().lower().split())
     did = _EXECUTES_NOTHING.get(command)
-    if did is None and any(r.resource_type in TEST_TYPES and status_of(r) == "success"
-                           for r in invocation.results):
-        did = "compiles" if command else "compiled its tests"
-    if did is None:
-        return None
-    return f"{command_name(invocation.command)} {did}, it tests nothing"
+    if did is not None:
+        return f"{command_name(invocation.command)} {did}, it tests nothing"
+    if any(r.resource_type in TEST_TYPES and status_of(r) == "success"
+           for r in invocation.results):
+        return (f"{command_name(invocation.command)}: its tests report `success`, as a "
+                "compile's do: it tests nothing")
+    return None
 
 
 def dataset_name(unique_id: str, manifest: Manifest | None = None) -> str:
