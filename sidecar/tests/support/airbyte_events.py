@@ -62,3 +62,7 @@ def guide_event(**changes: Any) -> dict[str, Any]:
             target = target[p]
         target[leaf] = value
     return body
+
+
+# A webhook secret for the tests (the receiver requires one of 16+ URL-safe characters).
+SECRET = "test-webhook-secret-8c1d2e"

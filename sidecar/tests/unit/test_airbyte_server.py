@@ -1,27 +1,21 @@
 """`serve airbyte` over real HTTP: Airbyte's webhook in, the contract server out.
 
-In-process servers for the HTTP behaviour (a thread serves, the sender thread delivers), and the
-real `qalita-sidecar serve airbyte` process for the command line, SIGTERM and restarts.
+In-process servers (a thread serves, the sender thread delivers); the real
+`qalita-sidecar serve airbyte` process is in tests/integration/test_airbyte_serve.py.
 """
 
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
 import threading
 
 import pytest
 import requests
-from support.airbyte_events import CONNECTION, guide_event, notification
-from support.itkit import clean_env, items, ledger_keys, pending, sidecar, wait_until
-from testkit import BIN
+from support.airbyte_events import CONNECTION, SECRET, guide_event, notification
+from support.itkit import items, ledger_keys, pending, wait_until
 
-from qalita_sidecar.hosts.airbyte_server import (
-    AirbyteService,
-    load_connection_map,
-    make_server,
-)
+from qalita_sidecar.hosts.airbyte_server import airbyte_service, load_connection_map, make_server
+from qalita_sidecar.hosts.webhook import SharedSecret
 from qalita_sidecar.settings import load_settings
 from qalita_sidecar.shipping.ledger import FileLedger
 from qalita_sidecar.shipping.outbox import Outbox
@@ -41,31 +35,35 @@ def write_config(tmp_path, server, default: bool = False):
 class Running:
     """An in-process `serve airbyte` on a free port."""
 
-    def __init__(self, tmp_path, qalita_server, default=False, max_body=64 * 1024, settings=True):
+    def __init__(self, tmp_path, qalita_server, default=False, max_body=64 * 1024, settings=True,
+                 secret=SECRET, read_timeout=10.0):
         self.config, self.source_id = write_config(tmp_path, qalita_server, default)
         # a short deadline: a delivery to a stopped server gives up (and retries) quickly
         env = {**qalita_server.env(with_ids=False), "QALITA_DEADLINE": "2"} if settings else {}
         self.settings = load_settings(env=env, mapping_file=self.config)
         outbox = Outbox(tmp_path / "qalita" / "outbox")
         self.log: list[str] = []
-        self.service = AirbyteService(load_connection_map(self.config), self.settings, outbox,
-                                      FileLedger(tmp_path / "qalita" / "ledger.jsonl"),
-                                      config_name=str(self.config), retry_interval_s=0.2,
-                                      log=self.log.append)
-        self.http = make_server(self.service, "127.0.0.1", 0, max_body)
+        self.service = airbyte_service(load_connection_map(self.config),
+                                       SharedSecret(secret, "test") if secret else None,
+                                       self.settings, outbox,
+                                       FileLedger(tmp_path / "qalita" / "ledger.jsonl"),
+                                       config_name=str(self.config), retry_interval_s=0.2,
+                                       log=self.log.append)
+        self.http = make_server(self.service, "127.0.0.1", 0, max_body, read_timeout)
         self.url = f"http://127.0.0.1:{self.http.server_address[1]}"
+        self.webhook = f"{self.url}/airbyte/webhook/{secret}" if secret \
+            else f"{self.url}/airbyte/webhook"
         self.thread = threading.Thread(target=self.http.serve_forever, daemon=True)
         self.thread.start()
         self.service.start_sender()
 
     def post(self, body, **kw):
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        return requests.post(f"{self.url}/airbyte/webhook", data=data, timeout=10,
+        return requests.post(kw.pop("url", self.webhook), data=data, timeout=10,
                              headers={"Content-Type": "application/json"}, **kw)
 
     def stop(self):
-        self.http.shutdown()
-        self.http.server_close()
+        self.http.stop(grace_s=2)
         self.service.stop_sender(timeout=30)
 
 
@@ -95,7 +93,7 @@ def test_a_sync_is_delivered_with_the_mapped_ids(tmp_path, qalita_server, runnin
     [job] = delivered_jobs(qalita_server)
     assert (job.source_id, job.pack_id, job.pack_version_id) == \
         (app.source_id, qalita_server.pack_id, qalita_server.pack_version_id)
-    assert (job.name, job.start_date, job.end_date, job.status) == (
+    assert (job.base_name, job.start_date, job.end_date, job.status) == (
         f"airbyte sync airbyte-{CONNECTION} (job 1234)", "2024-05-23 16:00:00",
         "2024-05-23 16:02:03", "succeeded")
     wait_until(lambda: ledger_keys(tmp_path), what="the ledger row")
@@ -179,78 +177,6 @@ def test_qalita_down_the_event_waits_then_is_delivered_once(tmp_path, qalita_ser
     assert len(qalita_server.received.jobs) == 1
 
 
-def _start_cli(tmp_path, env, *extra):
-    proc = subprocess.Popen([str(BIN / "qalita-sidecar"), "serve", "airbyte", "--port", "0",
-                             "--retry-interval", "0.2", *extra], env=env, cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    lines = []
-    for line in proc.stderr:
-        lines.append(line)
-        if "listening on " in line:
-            return proc, line.split("listening on ")[1].strip(), lines
-    raise AssertionError(f"serve airbyte did not start: {''.join(lines)}")
-
-
-def test_cli_sigterm_without_qalita_spools_then_flush_delivers(tmp_path, qalita_server):
-    config, _sid = write_config(tmp_path, qalita_server)
-    env = clean_env(tmp_path)  # no QALITA endpoint: events wait in the outbox
-    proc, url, _ = _start_cli(tmp_path, env, "--config", str(config))
-    try:
-        assert url.endswith("/airbyte/webhook")
-        answer = requests.post(url, json=notification(), timeout=10)
-        assert answer.status_code == 202
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
-        rest = proc.stderr.read()
-        assert "SIGTERM received" in rest and "1 event(s) wait in" in rest
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert len(pending(tmp_path)) == 1
-
-    flushed = sidecar("flush", env={**env, **qalita_server.env(with_ids=False),
-                                    "QALITA_MAPPING_FILE": str(config)}, cwd=tmp_path)
-    assert flushed.returncode == 0, flushed.stdout + flushed.stderr
-    [job] = qalita_server.received.jobs.values()
-    assert job.status == "succeeded" and pending(tmp_path) == []
-
-
-def test_cli_restart_replays_what_waited_and_refuses_bad_config(tmp_path, qalita_server):
-    config, _sid = write_config(tmp_path, qalita_server)
-    env = clean_env(tmp_path)
-    proc, url, _ = _start_cli(tmp_path, env, "--config", str(config))
-    try:
-        assert requests.post(url, json=guide_event(), timeout=10).status_code == 202
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
-    # restarted with QALITA configured: the waiting event goes out without a new webhook call
-    proc, url, _ = _start_cli(tmp_path, {**env, **qalita_server.env(with_ids=False),
-                                         "QALITA_DEADLINE": "5"},
-                              "--config", str(config))
-    try:
-        delivered_jobs(qalita_server)
-        wait_until(lambda: pending(tmp_path) == [], what="the outbox to empty")
-        replay = requests.post(url, json=guide_event(), timeout=10)
-        assert replay.status_code == 200 and replay.json()["status"] == "already_delivered"
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
-    assert len(qalita_server.received.jobs) == 1
-    assert qalita_server.token not in proc.stderr.read()
-
-    bad = tmp_path / "bad.json"
-    bad.write_text("{not json")
-    refused = sidecar("serve", "airbyte", "--config", str(bad), env=env, cwd=tmp_path)
-    assert refused.returncode == 1
-    assert refused.stderr.strip() == (f"qalita-sidecar: error: --config {bad}: not valid JSON "
-                                      "(Expecting property name enclosed in double quotes: "
-                                      "line 1 column 2 (char 1))")
-    missing = sidecar("serve", "airbyte", env=env, cwd=tmp_path)
-    assert missing.returncode == 1 and "--config (or QALITA_MAPPING_FILE) is required" in \
-        missing.stderr
-
-
 def test_an_unreadable_ledger_still_spools_the_event(tmp_path, qalita_server, running):
     app = running()
     (tmp_path / "qalita" / "ledger.jsonl").mkdir(parents=True)  # cannot be read as a file
@@ -259,3 +185,78 @@ def test_an_unreadable_ledger_still_spools_the_event(tmp_path, qalita_server, ru
     problem = wait_until(lambda: app.service.health()["last_problem"], what="a failed delivery")
     assert "ledger.jsonl" in problem and "cannot read" in problem
     assert len(pending(tmp_path)) == 1  # kept for the next try
+
+
+def test_without_the_secret_401_nothing_is_shipped_and_health_counts_it(tmp_path, qalita_server,
+                                                                         running):
+    app = running()
+    hook = f"{app.url}/airbyte/webhook"
+    for url in (hook, f"{hook}/wrong-secret-0000000000", f"{hook}?token=wrong-secret-000000",
+                f"{hook}/{SECRET}x", f"{hook}/{SECRET[:-1]}"):
+        answer = app.post(notification(), url=url)
+        assert answer.status_code == 401, url
+        assert answer.json() == {"error": "missing or wrong webhook secret"}
+    assert pending(tmp_path) == []
+    health = requests.get(f"{app.url}/health", timeout=5).json()
+    assert health["unauthorized"] == 5 and health["requests"]["unauthorized"] == 5
+    # both ways Airbyte's URL may carry it
+    assert app.post(notification(), url=f"{hook}?token={SECRET}").status_code == 202
+    assert app.post(notification(job_id=7), url=f"{hook}/{SECRET}").status_code == 202
+    delivered_jobs(qalita_server, 2)
+    assert len(qalita_server.received.jobs) == 2
+    logged = "\n".join(app.log)
+    assert SECRET not in logged and SECRET[:-1] not in logged
+    assert "401 POST /airbyte/webhook/***: missing or wrong secret" in logged
+    assert SECRET not in json.dumps(requests.get(f"{app.url}/health", timeout=5).json())
+
+
+def test_a_forged_event_with_the_real_ids_does_not_block_the_real_one(tmp_path, qalita_server,
+                                                                      running):
+    app = running()
+    forged = notification(job_id=5000, recordsEmitted=1, recordsCommitted=0)
+    real = notification(job_id=5000)
+    assert app.post(forged).status_code == 202
+    delivered_jobs(qalita_server, 1)
+    wait_until(lambda: len(ledger_keys(tmp_path)) == 1, what="the forged event's ledger row")
+    # the real event for the same connection and job is not "already delivered"
+    answer = app.post(real)
+    assert answer.status_code == 202 and answer.json()["status"] == "queued"
+    delivered_jobs(qalita_server, 2)
+    wait_until(lambda: len(ledger_keys(tmp_path)) == 2, what="the real event's ledger row")
+    assert any("arrived again with a different body; both are shipped" in line
+               for line in app.log)
+    emitted = sorted(m["value"] for m in items(qalita_server, "metrics")
+                     if m["key"] == "records_emitted")
+    assert emitted == [1, 1000]
+    # replays of either body, even re-serialised with other key order, are answered 200
+    reordered = json.dumps(real, sort_keys=True, indent=2).encode()
+    for body in (real, forged, reordered):
+        replay = app.post(body)
+        assert replay.status_code == 200 and replay.json()["status"] == "already_delivered"
+    assert len(qalita_server.received.jobs) == 2
+
+
+def test_health_shows_no_credentials_of_the_endpoint(tmp_path, qalita_server):
+    config, _ = write_config(tmp_path, qalita_server)
+    endpoint = qalita_server.url.replace("http://", "http://worker:pa55-word-zz@")
+    settings = load_settings(env={"QALITA_WORKER_ENDPOINT": endpoint + "?key=abc123secret",
+                                  "QALITA_WORKER_TOKEN": qalita_server.token},
+                             mapping_file=config)
+    log: list[str] = []
+    service = airbyte_service(load_connection_map(config), SharedSecret(SECRET, "test"),
+                              settings, Outbox(tmp_path / "outbox"),
+                              FileLedger(tmp_path / "ledger.jsonl"), log=log.append)
+    http = make_server(service, "127.0.0.1", 0)
+    threading.Thread(target=http.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{http.server_address[1]}/health"
+        answer = requests.get(url, timeout=5)
+        assert answer.status_code == 200
+        shown = answer.json()["qalita"]
+        assert "pa55-word-zz" not in answer.text and "abc123secret" not in answer.text
+        assert qalita_server.token not in answer.text
+        assert shown == qalita_server.url.replace("http://", "http://***@") + "?key=***"
+        service.log(f"a problem with {endpoint}")
+        assert "pa55-word-zz" not in log[-1]
+    finally:
+        http.stop(grace_s=1)
