@@ -13,8 +13,8 @@ What it enforces: `Authorization: Token <token>` or `Bearer <token>` on every ca
 dbt Cloud's envelope), the account id (else 404). Artifacts are files of real dbt runs of this
 repository's project (`dbt_cloud_artifacts`, once per test session); a step without a folder (the
 setup steps) has none. What it records (`server.requests`): method, path, query, status.
-Faults: `server.fail(pattern, status, times=, retry_after=)`; `server.hide(run, step, name)`
-answers 404 for one artifact. `sign(body, secret)` and `webhook_body(...)` build a signed
+Faults: `server.fail(pattern, status, times=, retry_after=)`; `server.slow(pattern, seconds)`;
+`server.hide(run, step, name)` answers 404 for one artifact. `sign(body, secret)` and `webhook_body(...)` build a signed
 job.run.completed event as dbt Cloud sends it.
 """
 
@@ -26,6 +26,7 @@ import json
 import re
 import shutil
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,6 +99,7 @@ class DbtCloudServer(HTTPServerBase):
         self.requests: list[CloudRequest] = []
         self._hidden: set[tuple[int, int, str]] = set()
         self._faults: deque[tuple[re.Pattern[str], int, str | None]] = deque()
+        self._slow: list[tuple[re.Pattern[str], float]] = []
         self._lock = threading.Lock()
 
     # -- for tests -------------------------------------------------------------------------
@@ -128,6 +130,11 @@ class DbtCloudServer(HTTPServerBase):
                 self._faults.append((re.compile(pattern), status,
                                      None if retry_after is None else str(retry_after)))
 
+    def slow(self, pattern: str, seconds: float) -> None:
+        """Serve requests whose path matches `pattern` only after `seconds`."""
+        with self._lock:
+            self._slow.append((re.compile(pattern), seconds))
+
     def calls(self, pattern: str = "") -> list[CloudRequest]:
         return [r for r in self.requests if re.search(pattern, r.path)]
 
@@ -137,6 +144,9 @@ class DbtCloudServer(HTTPServerBase):
 
     # -- dispatch ----------------------------------------------------------------------------
     def dispatch(self, request: Request) -> Response:
+        with self._lock:
+            delay = max([s for p, s in self._slow if p.search(request.path)], default=0.0)
+        time.sleep(delay)
         response = self._dispatch(request)
         with self._lock:
             self.requests.append(CloudRequest(request.method, request.path,

@@ -31,6 +31,7 @@ ingest.add_command(dbt.ingest_dbt)
 ingest.add_command(soda.ingest_soda)
 ingest.add_command(dbt_cloud.ingest_dbt_cloud)
 serve.add_command(airbyte.serve_airbyte)
+serve.add_command(dbt_cloud.serve_dbt_cloud)
 main.add_command(dbt.flush)
 
 

@@ -1,16 +1,20 @@
-"""`qalita-sidecar ingest dbt-cloud`: ship a dbt Cloud run's steps, as `ingest dbt` ships a build.
+"""`ingest dbt-cloud` and `serve dbt-cloud`: ship a dbt Cloud run's steps as `ingest dbt` ships.
 
     qalita-sidecar ingest dbt-cloud --account-id N --run-id N [--base-url URL] [--token-file F]
+    qalita-sidecar serve dbt-cloud --account-id N --secret-file F [--host H] [--port P]
 
 dbt Cloud runs no command of ours after a job, so its runs are read back through the
 Administrative API: the run, its steps, and each step's artifacts. Settings: DBT_CLOUD_BASE_URL
 (default https://cloud.getdbt.com), DBT_CLOUD_API_TOKEN (or --token-file), DBT_CLOUD_ACCOUNT_ID.
-Exit status: 0 delivered (or nothing new), 75 queued in the outbox or dbt Cloud unreachable (try
-again later), 1 bad input, a refused shipment, or a step whose artifact is missing.
+`serve` receives the job webhook (signed with its secret) and reads each completed run the same
+way. Exit status of `ingest`: 0 delivered (or nothing new), 75 queued in the outbox or dbt Cloud
+unreachable (try again later), 1 bad input, a refused shipment, or a step whose artifact is
+missing.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -24,6 +28,14 @@ from qalita_sidecar.cli.common import (
     settings_for,
     ship_and_report,
 )
+from qalita_sidecar.hosts.dbt_cloud_server import (
+    ROUTE,
+    SECRET_ENV,
+    DbtCloudReceiver,
+    DbtCloudService,
+)
+from qalita_sidecar.hosts.webhook import DEFAULT_MAX_BODY, DEFAULT_READ_TIMEOUT_S, make_server
+from qalita_sidecar.hosts.webhook import serve as serve_forever
 from qalita_sidecar.readers.dbt import cloud_run
 from qalita_sidecar.readers.dbt.cloud import (
     DbtCloudClient,
@@ -32,7 +44,7 @@ from qalita_sidecar.readers.dbt.cloud import (
     cloud_settings,
 )
 from qalita_sidecar.shipping.deliver import EX_TEMPFAIL
-from qalita_sidecar.shipping.ledger import ledger_for
+from qalita_sidecar.shipping.ledger import file_ledger, ledger_for
 
 
 class TryLater(InputError):
@@ -55,22 +67,6 @@ def cloud_options(func):
     )):
         func = option(func)
     return func
-
-
-def summary_lines(read: cloud_run.RunRead) -> list[str]:
-    run = read.run
-    job = f", job {run.job_id}" + (f" ({run.job_name})" if run.job_name else "") \
-        if run.job_id else ""
-    lines = [f"dbt Cloud run {run.id} (account {run.account_id}{job}): {run.status_name}; "
-             f"env {read.environment}, git sha {run.git_sha or 'unknown'}"]
-    if not run.finished:
-        lines.append("  the run has not finished: only its finished steps are read; run this "
-                     "again once it has")
-    setup = [s for s in read.steps if s.step.dbt_command is None]
-    if setup:
-        lines.append(f"  {len(setup)} setup step(s) (clone, profile): nothing to ship")
-    lines += [f"  {s.note}" for s in read.steps if s.step.dbt_command is not None]
-    return lines
 
 
 @click.command("dbt-cloud")
@@ -105,7 +101,7 @@ def ingest_dbt_cloud(run_id: int, account_id: int | None, base_url: str | None,
         raise TryLater(f"{exc}; nothing was read, run this again later") from exc
     except DbtCloudError as exc:
         raise InputError(str(exc)) from exc
-    for line in summary_lines(read):
+    for line in read.summary():
         click.echo(line)
     shipments = read.shipments
     status = 0
@@ -129,3 +125,69 @@ def ingest_dbt_cloud(run_id: int, account_id: int | None, base_url: str | None,
             click.echo(f"qalita-sidecar: error: {problem}", err=True)
         raise InputError(read.problems[-1])
     sys.exit(status)
+
+
+def _secret(secret_file: Path | None) -> str:
+    if secret_file is not None:
+        try:
+            value = secret_file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise InputError(f"--secret-file {secret_file}: cannot read ({why})") from exc
+        if not value:
+            raise InputError(f"--secret-file {secret_file}: the file is empty")
+        return value
+    value = (os.environ.get(SECRET_ENV) or "").strip()
+    if not value:
+        raise InputError(f"the webhook's secret is required: --secret-file or {SECRET_ENV} "
+                         "(dbt Cloud shows it once, when the webhook is created)")
+    return value
+
+
+@click.command("dbt-cloud")
+@cloud_options
+@click.option("--secret-file", type=click.Path(path_type=Path, dir_okay=False),
+              help=f"File holding the webhook's secret (default: ${SECRET_ENV}).")
+@click.option("--project", help="Project name in QALITA (default: the dbt project's name).")
+@click.option("--env", "environment",
+              help="Environment name (default: the job's target name, else 'default').")
+@click.option("--source-name", help="QALITA source name (default: '<project> (<env>)').")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8080, show_default=True, help="0 picks a free port.")
+@click.option("--max-body-kb", type=int, default=DEFAULT_MAX_BODY // 1024, show_default=True,
+              help="Larger requests are answered 413.")
+@click.option("--read-timeout", type=float, default=DEFAULT_READ_TIMEOUT_S, show_default=True,
+              help="Seconds a request may take to arrive; slower or idle connections are closed.")
+@click.option("--retry-interval", type=float, default=30.0, show_default=True,
+              help="Seconds between attempts while dbt Cloud or QALITA is unreachable.")
+@qalita_id_options
+@outbox_option
+def serve_dbt_cloud(account_id: int | None, base_url: str | None, token_file: Path | None,
+                    deadline: float, secret_file: Path | None, project: str | None,
+                    environment: str | None, source_name: str | None, host: str, port: int,
+                    max_body_kb: int, read_timeout: float, retry_interval: float,
+                    source_id: int | None, pack_id: int | None, pack_version_id: int | None,
+                    outbox_dir: Path | None) -> None:
+    """Receive dbt Cloud's job webhook on POST /dbt-cloud/webhook; ship each completed run."""
+    secret = _secret(secret_file)
+    cloud = cloud_settings(base_url=base_url, account_id=account_id, token_file=token_file,
+                           deadline_s=deadline)
+    if read_timeout <= 0 or max_body_kb <= 0 or retry_interval <= 0:
+        raise InputError("--read-timeout, --max-body-kb and --retry-interval must be positive")
+    settings = settings_for(source_id=source_id, pack_id=pack_id,
+                            pack_version_id=pack_version_id)
+    outbox = open_outbox(outbox_dir)
+    service = DbtCloudService(DbtCloudReceiver(secret, cloud.token), DbtCloudClient(cloud),
+                              settings, outbox, file_ledger(outbox.root), project=project,
+                              environment=environment, source_name=source_name,
+                              retry_interval_s=retry_interval)
+    try:
+        server = make_server(service, host, port, max_body_kb * 1024, read_timeout)
+    except OSError as exc:
+        raise InputError(f"--host {host} --port {port}: cannot listen ({exc.strerror})") from exc
+    notes = [f"set the webhook's endpoint to http(s)://<this host>{ROUTE}, event "
+             f"job.run.completed; runs are read from {cloud.describe()}"]
+    if settings is None:
+        notes.append("no QALITA endpoint configured: runs are only spooled to "
+                     f"{outbox.root}; send them with `qalita-sidecar flush`")
+    serve_forever(service, server, announce=notes)

@@ -1,15 +1,33 @@
-"""dbt Cloud runs into QALITA: the real `qalita-sidecar ingest dbt-cloud` against the local dbt
-Cloud stand-in (artifacts of real dbt runs of this project) and the QALITA contract server.
+"""dbt Cloud runs into QALITA: the real `qalita-sidecar ingest dbt-cloud` and `serve dbt-cloud`
+against the local dbt Cloud stand-in (artifacts of real dbt runs of this project) and the QALITA
+contract server.
 """
 
 from __future__ import annotations
 
 import json
+import queue
+import re
+import signal
+import subprocess
+import threading
+import time
 from pathlib import Path
 
-from dbt_cloud_server import GIT_SHA, dbt_step, failed_run, setup_steps, three_step_run
-from support.itkit import clean_env, items, ledger_keys, pending, sidecar
-from testkit import REPO
+import requests
+from dbt_cloud_server import (
+    GIT_SHA,
+    dbt_step,
+    failed_run,
+    setup_steps,
+    sign,
+    three_step_run,
+    webhook_body,
+)
+from support.itkit import clean_env, items, ledger_keys, pending, sidecar, wait_until
+from testkit import BIN, REPO
+
+SECRET = "whsec-dbt-cloud-stand-in-3f9a1c77e2"
 
 
 def cloud_env(tmp_path: Path, dbt_cloud, qalita_server=None, **extra: str) -> dict[str, str]:
@@ -224,3 +242,148 @@ def test_a_step_is_judged_by_its_results_when_its_name_says_nothing(tmp_path, db
         in done.stdout
     assert "would ship dbt build quality_compass dev" in done.stdout
     assert pending(tmp_path) == []
+
+
+# --- serve dbt-cloud ------------------------------------------------------------------------------
+
+
+class Serving:
+    """The real `qalita-sidecar serve dbt-cloud` on a free port, its log read as it comes."""
+
+    def __init__(self, env: dict[str, str], *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [str(BIN / "qalita-sidecar"), "serve", "dbt-cloud", "--port", "0",
+             "--retry-interval", "0.5", *args], env=env, cwd=REPO, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True)
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.log: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+        found = wait_until(lambda: self._port(), timeout=30, what="the listening line")
+        self.url = f"http://127.0.0.1:{found}/dbt-cloud/webhook"
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line.rstrip("\n"))
+
+    def _drain(self) -> list[str]:
+        while not self.lines.empty():
+            self.log.append(self.lines.get())
+        return self.log
+
+    def _port(self) -> str | None:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"serve exited {self.proc.returncode}: {self._drain()}")
+        for line in self._drain():
+            m = re.search(r"listening on http://127\.0\.0\.1:(\d+)/dbt-cloud/webhook", line)
+            if m:
+                return m.group(1)
+        return None
+
+    def post(self, body: bytes, signature: str | None) -> requests.Response:
+        headers = {"Content-Type": "application/json"}
+        if signature is not None:
+            headers["Authorization"] = signature
+        return requests.post(self.url, data=body, headers=headers, timeout=10)
+
+    def health(self) -> dict:
+        return requests.get(self.url.replace("/dbt-cloud/webhook", "/health"), timeout=5).json()
+
+    def stop(self) -> str:
+        self.proc.send_signal(signal.SIGTERM)
+        assert self.proc.wait(timeout=15) == 0
+        time.sleep(0.1)
+        return "\n".join(self._drain())
+
+
+def serve_env(tmp_path: Path, dbt_cloud, qalita_server, **extra: str) -> dict[str, str]:
+    return cloud_env(tmp_path, dbt_cloud, qalita_server, DBT_CLOUD_WEBHOOK_SECRET=SECRET,
+                     QALITA_DEADLINE="2", **extra)
+
+
+def test_a_signed_completed_event_is_answered_at_once_and_ships_the_run_once(
+        tmp_path, dbt_cloud, dbt_cloud_artifacts, qalita_server):
+    run = dbt_cloud.add_run(three_step_run(dbt_cloud_artifacts, run_id=70101))
+    body = webhook_body(run, dbt_cloud.account_id)
+    dbt_cloud.slow(r"/runs/70101/$", 2.0)  # the run is read after the answer, never before
+    env = serve_env(tmp_path, dbt_cloud, qalita_server)
+    serving = Serving(env)
+    try:
+        started = time.monotonic()
+        answer = serving.post(body, sign(body, SECRET))
+        took = time.monotonic() - started
+        assert (answer.status_code, answer.json()) == (200, {"status": "queued",
+                                                             "run_id": run.id})
+        assert took < 1.5, took
+        # the event waits (spooled) until its steps are delivered
+        wait_until(lambda: serving.health()["pending"] == 0, timeout=60,
+                   what="the run's steps delivered")
+        assert len(qalita_server.received.jobs) == 2
+        assert sorted(j.name.split()[1] for j in qalita_server.received.jobs.values()) == \
+            ["build", "freshness"]
+        metrics = project_metrics(qalita_server)
+        assert metrics["tests_passed"] == dbt_test_counts(dbt_cloud_artifacts.build)["pass"]
+        # dbt Cloud retries: the same event again ships nothing new
+        again = serving.post(body, sign(body, SECRET))
+        assert (again.status_code, again.json()["status"]) == (200, "already_ingested")
+        assert serving.health()["runs_waiting"] == 0
+    finally:
+        log = serving.stop()
+    assert "step 6 (`dbt docs generate --select tag:airquality`): builds the docs" in log
+    assert SECRET not in log and dbt_cloud.token not in log
+    # after a restart too
+    serving = Serving(env)
+    try:
+        again = serving.post(body, sign(body, SECRET))
+        assert again.json()["status"] == "already_ingested"
+    finally:
+        serving.stop()
+    assert len(qalita_server.received.jobs) == 2
+    assert len(dbt_cloud.calls(r"/runs/70101/$")) == 1
+
+
+def test_a_wrong_signature_ships_nothing(tmp_path, dbt_cloud, dbt_cloud_artifacts,
+                                         qalita_server):
+    run = dbt_cloud.add_run(three_step_run(dbt_cloud_artifacts, run_id=70102))
+    body = webhook_body(run, dbt_cloud.account_id)
+    serving = Serving(serve_env(tmp_path, dbt_cloud, qalita_server))
+    try:
+        for signature in (sign(body, "not-the-secret-0000000000"), None, "",
+                          sign(body + b" ", SECRET)):
+            answer = serving.post(body, signature)
+            assert answer.status_code == 401, (signature, answer.text)
+        started = webhook_body(run, dbt_cloud.account_id, event_type="job.run.started")
+        answer = serving.post(started, sign(started, SECRET))
+        assert (answer.status_code, answer.json()["status"]) == (200, "ignored")
+        other = webhook_body(run, dbt_cloud.account_id + 1)
+        assert serving.post(other, sign(other, SECRET)).status_code == 400
+        time.sleep(1.0)  # a sender pass or two
+        assert serving.health()["unauthorized"] == 4
+    finally:
+        serving.stop()
+    assert dbt_cloud.requests == []  # nothing was read from dbt Cloud
+    assert qalita_server.received.jobs == {}
+    assert pending(tmp_path) == [] and ledger_keys(tmp_path) == []
+    assert list((tmp_path / "qalita" / "dbt-cloud-events" / "pending").glob("*")) == []
+
+
+def test_serve_with_qalita_down_keeps_the_run_then_delivers_it(tmp_path, dbt_cloud,
+                                                                dbt_cloud_artifacts,
+                                                                qalita_server):
+    run = dbt_cloud.add_run(failed_run(dbt_cloud_artifacts, run_id=70103))
+    body = webhook_body(run, dbt_cloud.account_id)
+    qalita_server.stop()
+    serving = Serving(serve_env(tmp_path, dbt_cloud, qalita_server))
+    try:
+        assert serving.post(body, sign(body, SECRET)).status_code == 200
+        wait_until(lambda: len(pending(tmp_path)) == 1, timeout=60, what="the build spooled")
+        problem = wait_until(lambda: serving.health()["last_problem"], timeout=30,
+                             what="the delivery failure in /health")
+        assert "QALITA" in problem or "connection" in problem.lower()
+        qalita_server.start()
+        wait_until(lambda: pending(tmp_path) == [], timeout=60,
+                   what="the delivery once QALITA is back")
+        [job] = qalita_server.received.jobs.values()
+        assert job.status == "failed"
+    finally:
+        serving.stop()

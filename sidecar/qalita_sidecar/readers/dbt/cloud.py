@@ -325,3 +325,43 @@ class DbtCloudClient:
                                           f"{self.settings.deadline_s:g} s deadline (--deadline)")
             self._sleep(pause)
             attempt += 1
+
+
+# --- the job webhook --------------------------------------------------------------------------
+
+COMPLETED = "job.run.completed"
+EVENT_TYPES = ("job.run.started", COMPLETED, "job.run.errored")
+
+
+@dataclass(frozen=True)
+class CloudEvent:
+    """One job webhook event: which run it is about (ids are strings in dbt Cloud's `data`)."""
+
+    event_type: str
+    account_id: int
+    run_id: int
+    event_id: str | None = None
+    job_id: int | None = None
+    run_status_code: int | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.account_id}-{self.run_id}"
+
+
+def parse_event(body: Any) -> CloudEvent:
+    """A webhook body -> CloudEvent; DbtCloudError (one line) when it is not a job event."""
+    if not isinstance(body, Mapping):
+        raise DbtCloudError("the body is not a JSON object")
+    data = body.get("data")
+    if not isinstance(data, Mapping):
+        raise DbtCloudError("the event has no 'data' object")
+    event_type = str(body.get("eventType") or "")
+    if event_type not in EVENT_TYPES:
+        raise DbtCloudError(f"eventType {event_type!r} is not a dbt Cloud job event "
+                            f"({', '.join(EVENT_TYPES)})")
+    account_id, run_id = _int(body.get("accountId")), _int(data.get("runId"))
+    if account_id is None or run_id is None:
+        raise DbtCloudError("the event names no accountId or data.runId")
+    return CloudEvent(event_type, account_id, run_id, str(body.get("eventId") or "") or None,
+                      _int(data.get("jobId")), _int(data.get("runStatusCode")))

@@ -25,6 +25,7 @@ from qalita_sidecar.readers.dbt import artifacts, to_shipment
 from qalita_sidecar.readers.dbt.cloud import ERROR, DbtCloudClient, DbtCloudError, Run, Step
 from qalita_sidecar.shipment import Shipment
 
+ORIGIN = "dbt-cloud"
 RESULTS_COMMANDS = frozenset({"build", "run", "test", "seed", "snapshot", "retry"})
 FRESHNESS_COMMANDS = ("source freshness", "source snapshot-freshness")
 # dbt commands that execute no node: nothing to ship, said in the summary
@@ -57,6 +58,21 @@ class RunRead:
     @property
     def problems(self) -> list[str]:
         return [s.problem for s in self.steps if s.problem]
+
+    def summary(self) -> list[str]:
+        """What was read, one line per dbt step, for a command's output or a receiver's log."""
+        run = self.run
+        job = f", job {run.job_id}" + (f" ({run.job_name})" if run.job_name else "") \
+            if run.job_id else ""
+        lines = [f"dbt Cloud run {run.id} (account {run.account_id}{job}): {run.status_name}; "
+                 f"env {self.environment}, git sha {run.git_sha or 'unknown'}"]
+        if not run.finished:
+            lines.append("  the run has not finished: only its finished steps are read; read it "
+                         "again once it has")
+        setup = [s for s in self.steps if s.step.dbt_command is None]
+        if setup:
+            lines.append(f"  {len(setup)} setup step(s) (clone, profile): nothing to ship")
+        return lines + [f"  {s.note}" for s in self.steps if s.step.dbt_command is not None]
 
 
 def step_kind(step: Step) -> tuple[str, str]:
@@ -136,7 +152,9 @@ class _StepReader:
                                                source_name=self.source_name)
         except ValueError as exc:
             raise DbtCloudError(f"{self.where(step, name)}: {exc}") from exc
-        shipment = replace(shipment, context={
+        # its own origin: recorded in the ledger file that `ingest dbt-cloud` and `serve dbt-cloud`
+        # consult (a dbt-origin shipment goes to the warehouse ledger when `flush` has one)
+        shipment = replace(shipment, origin=ORIGIN, context={
             **shipment.context, "dbt_cloud": {"account_id": self.run.account_id,
                                               "run_id": self.run.id, "step": step.index,
                                               "job_id": self.run.job_id}})
