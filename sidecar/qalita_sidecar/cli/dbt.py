@@ -82,6 +82,7 @@ def _read_dbt(manifest: artifacts.Manifest | None, results: Path | None, sources
             problem = read.problem
     if problem:
         lines.append(f"tables not used: {problem}")
+    foreign: list[artifacts.ForeignResults] = []
     for path, reader in ((results, artifacts.read_run_results), (sources, artifacts.read_sources)):
         if path is None:
             continue
@@ -90,6 +91,7 @@ def _read_dbt(manifest: artifacts.Manifest | None, results: Path | None, sources
             inv = replace(reader(path, manifest), git_sha=ci_sha)
         except artifacts.ForeignResults as exc:
             lines.append(f"warning: {exc}: not shipped")  # the other file can still serve
+            foreign.append(exc)
             continue
         except artifacts.ArtifactError as exc:
             raise InputError(str(exc)) from exc
@@ -110,6 +112,8 @@ def _read_dbt(manifest: artifacts.Manifest | None, results: Path | None, sources
         if inv.command == "freshness" and _drops_freshness_errors(inv.dbt_version):
             lines.append(f"{path}: freshness runtime errors are only known from the results "
                          "table (sources.json leaves them out since dbt 1.8)")
+    if foreign and len(foreign) == (results is not None) + (sources is not None) and problem:
+        raise InputError(str(foreign[0]))  # no table, no file: the manifest is the odd one
     return _Read(invocations, lines)
 
 

@@ -154,3 +154,16 @@ def test_a_run_operation_next_to_a_freshness_ships_the_freshness(tmp_path):
     # artifacts alone cannot know what dbt left out of sources.json
     assert (f"  {target / 'sources.json'}: freshness runtime errors are only known from the "
             "results table (sources.json leaves them out since dbt 1.8)") in lines
+
+
+def test_when_no_file_belongs_to_the_manifest_it_is_one_error_line(tmp_path):
+    """Nothing at all to ship (no table, every file from another build): exit 1, naming it."""
+    target = target_with(tmp_path, "1.11", run_results="run_results.json")
+    doc = json.loads((target / "run_results.json").read_text())
+    for r in doc["results"]:
+        r["unique_id"] = r["unique_id"].replace("qalita_compat", "another_project")
+    (target / "run_results.json").write_text(json.dumps(doc))
+    code, lines = ingest(target)
+    assert code == 1
+    assert lines[-1].startswith(f"qalita-sidecar: error: {target / 'run_results.json'}: none of "
+                                "its 16 results is in")  # the hook is no manifest node
