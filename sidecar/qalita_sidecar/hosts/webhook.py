@@ -626,10 +626,11 @@ def serve(service: WebhookService, server: WebhookServer, grace_s: float = STOP_
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    host, port = server.server_address[:2]
-    service.log(f"listening on http://{host!s}:{port}{service.receiver.route}")
     for line in announce:
         service.log(line)
+    host, port = server.server_address[:2]
+    # The last line before serving: whoever waits for it may post at once.
+    service.log(f"listening on http://{host!s}:{port}{service.receiver.route}")
     try:
         service.start_sender()
         server.serve_forever(poll_interval=0.2)
