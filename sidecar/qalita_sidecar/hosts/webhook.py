@@ -50,6 +50,7 @@ from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
 from qalita_sidecar.settings import Settings, SettingsError
 from qalita_sidecar.shipment import Shipment, idempotency_key
+from qalita_sidecar.shipping.client import QalitaClient
 from qalita_sidecar.shipping.deliver import Outcome, ship
 from qalita_sidecar.shipping.ledger import Ledger, LedgerError
 from qalita_sidecar.shipping.outbox import Outbox, OutboxError
@@ -60,6 +61,7 @@ DEFAULT_READ_TIMEOUT_S = 10.0  # a whole request (line, headers, body) must arri
 DEFAULT_MAX_CONNECTIONS = 128  # served at once; more wait in the listen backlog
 LISTEN_BACKLOG = 512  # the kernel caps it at net.core.somaxconn
 STOP_GRACE_S = 3.0  # on SIGTERM: requests in progress and the delivery under way get this long
+SEND_BATCH = 10  # shipments per ship() call; the stop flag is checked between batches
 MIN_SECRET_LENGTH = 16
 _SECRET_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 REDACTED = "***"
@@ -326,11 +328,21 @@ class WebhookService:
                 self._done(entry.shipment.key)
             else:
                 waiting.append(entry.shipment)
-        outcomes = ship(waiting, self.settings, self.outbox, self.ledger)
-        for outcome in outcomes:
-            self.log(f"{outcome.status}: {outcome.detail}")
-            if outcome.status != "queued":
-                self._done(outcome.key)
+        # In small batches, so a stop waits for a few shipments, not for the whole backlog.
+        client = QalitaClient(self.settings)
+        outcomes: list[Outcome] = []
+        for start in range(0, len(waiting), SEND_BATCH):
+            if self._stop.is_set():
+                break
+            batch = ship(waiting[start:start + SEND_BATCH], self.settings, self.outbox,
+                         self.ledger, client=client)
+            outcomes += batch
+            for outcome in batch:
+                self.log(f"{outcome.status}: {outcome.detail}")
+                if outcome.status != "queued":
+                    self._done(outcome.key)
+            if batch and all(o.status == "queued" for o in batch):
+                break  # QALITA is down or refuses us: the rest waits for the next try
         problems = [o.detail for o in outcomes if o.status in ("queued", "dead")]
         self.last_problem = self.redact(problems[-1]) if problems else None
         return outcomes
@@ -467,6 +479,14 @@ class WebhookServer(ThreadingHTTPServer):
     def _run_reaper(self) -> None:
         while not self._stopping.wait(min(0.5, self.read_timeout / 4)):
             self._reap()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that resets or vanishes mid-request: one line, not socketserver's traceback.
+        exc = sys.exc_info()[1]
+        self.log_line(f"connection from {client_address[0]} dropped "
+                      f"({type(exc).__name__ if exc else 'unknown'})")
+
+    log_line: Callable[[str], None] = staticmethod(lambda line: None)  # set by make_server
 
     def busy_count(self) -> int:
         with self._registry:
@@ -611,8 +631,10 @@ def make_server(service: WebhookService, host: str = "127.0.0.1", port: int = 80
                 max_body: int = DEFAULT_MAX_BODY,
                 read_timeout: float = DEFAULT_READ_TIMEOUT_S,
                 max_connections: int = DEFAULT_MAX_CONNECTIONS) -> WebhookServer:
-    return WebhookServer((host, port), _handler(service, max_body), read_timeout,
-                         max_connections)
+    server = WebhookServer((host, port), _handler(service, max_body), read_timeout,
+                           max_connections)
+    server.log_line = service.log  # type: ignore[method-assign]
+    return server
 
 
 def serve(service: WebhookService, server: WebhookServer, grace_s: float = STOP_GRACE_S,

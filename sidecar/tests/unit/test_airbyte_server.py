@@ -103,8 +103,9 @@ def test_a_sync_is_delivered_with_the_mapped_ids(tmp_path, qalita_server, runnin
     schemas = [(s["key"], s["value"]) for s in items(qalita_server, "schemas")]
     assert ("dataset", "orders") in schemas and ("column", "total_price") in schemas
     assert qalita_server.received.rejected == []
-    assert pending(tmp_path) == []
-    assert app.service.health()["pending"] == 0
+    # the entry goes once the ledger row is written
+    wait_until(lambda: pending(tmp_path) == [], what="the outbox to empty")
+    wait_until(lambda: app.service.health()["pending"] == 0, what="/health to count none")
 
 
 def test_a_replayed_event_is_not_shipped_twice(tmp_path, qalita_server, running):
