@@ -1,4 +1,4 @@
-"""examples/ci/github-actions.yml, run step by step on this machine against the QALITA contract
+"""examples/ci/github-actions.yml (and the GitLab job) run step by step on this machine against the QALITA contract
 server: each step's `run:` script in order, in bash as GitHub runs it (`-eo pipefail`), with the
 workflow's env, `if:` conditions, step outputs and `${{ }}` expressions.
 
@@ -238,3 +238,54 @@ def test_the_github_workflow_ships_keeps_the_outbox_and_ends_with_dbts_status(tm
     [saved] = cache.glob("qalita-outbox-main-1002")
     assert list((saved / "outbox" / "pending").glob("*.json")) == []
 
+
+
+GITLAB = REPO / "examples" / "ci" / "gitlab-ci.yml"
+VARIABLE = re.compile(r"\$(\w+)|\$\{(\w+)\}")
+
+
+def test_the_gitlab_job_ships_and_ends_with_dbts_status(tmp_path, qalita_server):
+    """The GitLab job's script, in one bash session as GitLab's shell runner runs it, with the
+    file's variables expanded against the CI/CD variables; the postgres service is the local
+    server (the test's DBT_POSTGRES_HOST and database on top of the file's)."""
+    require_postgres()
+    config = yaml.safe_load(GITLAB.read_text())
+    workspace = checkout(tmp_path)
+    text = (workspace / "dbt_project.yml").read_text()  # a commit that breaks the build
+    (workspace / "dbt_project.yml").write_text(
+        text.replace("airquality_failing_variant: false", "airquality_failing_variant: true"))
+    shims = tmp_path / "shims"
+    shims.mkdir()
+    (shims / "pip").write_text(PIP_SHIM)
+    (shims / "pip").chmod(0o755)
+    database = f"qc_ci_{uuid.uuid4().hex[:10]}"
+    create_database(database)
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("DBT_", "QALITA_", "GITHUB_", "GITLAB_", "CI"))}
+    env.update({
+        "PATH": f"{shims}{os.pathsep}{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "HOME": str(tmp_path), "CI": "true", "GITLAB_CI": "true", "CI_COMMIT_SHA": "c" * 40,
+        "CI_COMMIT_REF_NAME": "main", "CI_COMMIT_REF_SLUG": "main", "CI_JOB_ID": "77",
+        "CI_PIPELINE_ID": "7", "CI_PROJECT_DIR": str(workspace),
+        "CI_JOB_URL": "https://gitlab.example/jobs/77", "PIP_SHIM_LOG": str(tmp_path / "pip.log"),
+        # the project's CI/CD variables
+        "DBT_POSTGRES_PASSWORD": "", **qalita_server.env()})
+    for name, value in config["variables"].items():
+        env[name] = VARIABLE.sub(lambda m: env.get(m.group(1) or m.group(2), ""), str(value))
+    env.update({"DBT_POSTGRES_HOST": "127.0.0.1", "DBT_POSTGRES_DATABASE": database,
+                "QALITA_DEADLINE": "3"})
+    script = tmp_path / "job.sh"
+    script.write_text("\n".join(config["dbt"]["script"]) + "\n")
+    try:
+        proc = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)],
+                              cwd=workspace, env=env, capture_output=True, text=True,
+                              timeout=600)
+    finally:
+        drop_database(database)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out[-4000:]  # dbt build's status, not the sidecar's
+    assert "dbt build exited 1, dbt source freshness 0" in out
+    assert (tmp_path / "pip.log").read_text() == "pip install -r requirements-dev.txt\n"
+    jobs = sorted((j.name.split()[1], j.status) for j in qalita_server.received.jobs.values())
+    assert jobs == [("build", "failed"), ("freshness", "succeeded")]
+    assert list((workspace / ".qalita" / "outbox" / "pending").glob("*.json")) == []
