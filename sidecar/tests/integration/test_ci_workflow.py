@@ -1,5 +1,5 @@
-"""examples/ci/github-actions.yml (and the GitLab job) run step by step on this machine against the QALITA contract
-server: each step's `run:` script in order, in bash as GitHub runs it (`-eo pipefail`), with the
+"""examples/ci/github-actions.yml run step by step on this machine against the QALITA contract
+server (and the GitLab job's script, at the end): each step's `run:` script in order, in bash as GitHub runs it (`-eo pipefail`), with the
 workflow's env, `if:` conditions, step outputs and `${{ }}` expressions.
 
 What stands in for GitHub: a copy of the working tree is the checkout; `actions/setup-python` is
