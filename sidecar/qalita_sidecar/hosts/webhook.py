@@ -209,10 +209,12 @@ class WebhookService:
         self._stop = threading.Event()
         self._sender: threading.Thread | None = None
         self._redactions = [s for s in receiver.secrets if s]
-        if settings is not None and settings.endpoint:
-            parts = urlsplit(settings.endpoint)
-            if parts.password:
-                self._redactions.append(parts.password)
+        if settings is not None:
+            # QALITA's credentials too, should an error message ever quote them
+            userinfo = urlsplit(settings.endpoint).netloc.rpartition("@")[0]
+            self._redactions += [s for s in (userinfo, urlsplit(settings.endpoint).password,
+                                             settings.token, settings.password) if s]
+        self._redactions.sort(key=len, reverse=True)  # "user:pass" before "pass"
 
     # -- logging and redaction ----------------------------------------------------------------
     def redact(self, text: str) -> str:
