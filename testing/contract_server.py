@@ -8,7 +8,13 @@ What it enforces: a bearer token on every call but sign-in; the documented paths
 404); the job-create body (status `running`, UTC `YYYY-MM-DD HH:MM:SS` dates) answered 201; uploads
 as multipart part `file` holding a bare JSON array of items of the documented shape, ids in the
 query string (or as form fields, as the Airbyte tutorial sent them); 409 on a repeated upload of the
-same (kind, source, pack, pack version, Idempotency-Key or, without one, content).
+same (kind, source, pack, pack version, Idempotency-Key or, without one, content). An empty array is
+refused (422) unless `refuse_empty_files` is off: QALITA's own client never sends one, so a client
+that does is caught. Job logs: `GET /api/v2/registries`, `POST /api/v1/assets/upload` (multipart
+`file`, query `registry_id`, `name`, `version`, `bucket=logs`, `type=log`; 409 on the same registry,
+name, version and bucket), and a `logs_id` in the finishing `PUT` must name a stored asset.
+`GET /api/v2/packs/{id}` (204 for an unknown pack) and `GET /api/v2/jobs` (every job; 204 when
+none) answer as QALITA does.
 
 What it records (`server.received`): every request (method, path, status, Idempotency-Key), jobs
 with their status history and dates, accepted uploads by kind, published sources, and every 4xx it
@@ -16,7 +22,9 @@ answered with the reason (`rejected`), so a test can assert that a client kept t
 
 Faults: `server.fail(path, status, times=, retry_after=, delay_s=, method=)` answers the next
 `times` requests of that path with the fault (a delay without a status serves the request, then
-holds the answer back: the server did the work, a client that timed out never hears of it). `server.stop()` / `server.start()`
+holds the answer back: the server did the work, a client that timed out never hears of it);
+`headers=` adds answer headers (e.g. a redirect's Location). `server.slow(s)` delays every request
+by `s` seconds, half before serving it and half after. `server.stop()` / `server.start()`
 restart it on the same port (connection refused in between).
 
 Standalone: `python testing/contract_server.py --port 8765` serves until interrupted and
@@ -60,6 +68,7 @@ class Fault:
     retry_after: str | None = None
     delay_s: float = 0.0
     body: str = '{"detail": "injected fault"}'
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -81,10 +90,30 @@ class JobRecord:
     statuses: list[str]
     end_date: str | None = None
     idempotency_key: str | None = None
+    logs_id: int | None = None
 
     @property
     def status(self) -> str:
         return self.statuses[-1]
+
+    @property
+    def base_name(self) -> str:
+        """The name without the sidecar's ` [<start of the shipment key>]` suffix."""
+        return re.sub(r" \[[0-9a-f]{12}\]$", "", self.name)
+
+
+@dataclass
+class Asset:
+    id: int
+    registry_id: int
+    name: str
+    version: str
+    bucket: str
+    type: str
+    description: str | None
+    text: str
+    filename: str | None
+    idempotency_key: str | None
 
 
 @dataclass
@@ -108,6 +137,8 @@ class Received:
     sources_published: list[dict[str, Any]] = field(default_factory=list)
     rejected: list[tuple[str, str, int, str]] = field(default_factory=list)  # method, path, status, why
     conflicts: list[tuple[str, str | None]] = field(default_factory=list)  # kind, key of each 409
+    assets: dict[int, Asset] = field(default_factory=dict)
+    signins: list[dict[str, str]] = field(default_factory=list)  # the forms posted to sign-in
 
     @property
     def idempotency_keys(self) -> set[str]:
@@ -137,10 +168,15 @@ class ContractServer(HTTPServerBase):
         self.pack_version_id = pack_version_id
         self.packs: dict[int, set[int]] = {pack_id: {pack_version_id}}
         self.sources: dict[int, dict[str, Any]] = {}
+        self.registries: list[dict[str, Any]] = [
+            {"id": 1, "name": "local", "url": "s3://qalita-registry"}]
+        self.refuse_empty_files = True
+        self.delay_s = 0.0
         self.received = Received()
         self._faults: dict[tuple[str | None, str], deque[Fault]] = {}
         self._seen_uploads: set[tuple[Any, ...]] = set()
-        self._next_id = {"job": 100, "source": 1}
+        self._seen_assets: dict[tuple[Any, ...], int] = {}
+        self._next_id = {"job": 100, "source": 1, "asset": 500}
         self._lock = threading.Lock()
 
     # -- for tests -------------------------------------------------------------------------
@@ -157,9 +193,11 @@ class ContractServer(HTTPServerBase):
 
     def fail(self, path: str, status: int | None = None, *, times: int = 1,
              retry_after: str | int | None = None, delay_s: float = 0.0,
-             method: str | None = None, body: str | None = None) -> None:
+             method: str | None = None, body: str | None = None,
+             headers: dict[str, str] | None = None) -> None:
         """Answer the next `times` requests of `path` (any method unless given) with a fault."""
-        fault = Fault(status, None if retry_after is None else str(retry_after), delay_s)
+        fault = Fault(status, None if retry_after is None else str(retry_after), delay_s,
+                      headers=dict(headers or {}))
         if body is not None:
             fault.body = body
         with self._lock:
@@ -174,6 +212,14 @@ class ContractServer(HTTPServerBase):
                         "QALITA_PACK_VERSION_ID": str(self.pack_version_id)})
         return env
 
+    def slow(self, delay_s: float) -> None:
+        """Every request takes `delay_s` more: half before it is served, half after."""
+        self.delay_s = delay_s
+
+    def running_jobs(self) -> list[JobRecord]:
+        with self._lock:
+            return [j for j in self.received.jobs.values() if j.status in ("running", "pending")]
+
     def restart(self) -> None:
         self.stop()
         self.start()
@@ -183,9 +229,11 @@ class ContractServer(HTTPServerBase):
         path = request.path
         key = request.headers.get("Idempotency-Key")
         fault = self._take_fault(request.method, path)
+        time.sleep(self.delay_s / 2)
         if fault is not None and fault.status is not None:
             time.sleep(fault.delay_s)
             headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
+            headers.update(fault.headers)
             response = Response(fault.body, fault.status, headers, content_type="application/json")
         else:
             try:
@@ -198,6 +246,7 @@ class ContractServer(HTTPServerBase):
             if fault is not None:
                 # Done, but the answer comes late: what a client that timed out never sees.
                 time.sleep(fault.delay_s)
+        time.sleep(self.delay_s / 2)
         with self._lock:
             self.received.requests.append(
                 RequestRecord(request.method, path, response.status_code, key))
@@ -226,6 +275,9 @@ class ContractServer(HTTPServerBase):
             ("GET", "/api/v2/sources"): self._list_sources,
             ("POST", "/api/v1/sources/publish"): lambda: self._publish(request),
             ("POST", "/api/v2/jobs/create"): lambda: self._create_job(request),
+            ("GET", "/api/v2/jobs"): self._list_jobs,
+            ("GET", "/api/v2/registries"): self._list_registries,
+            ("POST", "/api/v1/assets/upload"): lambda: self._upload_asset(request),
         }
         if (method, path) in routes:
             return routes[(method, path)]()
@@ -235,12 +287,71 @@ class ContractServer(HTTPServerBase):
         m = re.fullmatch(r"/api/v2/jobs/(\d+)", path)
         if m and method == "PUT":
             return self._finish_job(request, int(m.group(1)))
-        known = {p for _, p in routes} | {"/api/v2/jobs"}
-        if path in known or m or re.fullmatch(r"/api/v1/\w+/upload", path):
+        pack = re.fullmatch(r"/api/v2/packs/(\d+)", path)
+        if pack and method == "GET":
+            return self._get_pack(int(pack.group(1)))
+        known = {p for _, p in routes}
+        if path in known or m or pack or re.fullmatch(r"/api/v1/\w+/upload", path):
             raise _Reject(405, f"Method {method} not allowed on {path}")
         raise _Reject(404, "Not Found")
 
+    def _list_jobs(self) -> Response:
+        with self._lock:
+            jobs = [_job_json(j, listed=True) for j in self.received.jobs.values()]
+        return _json(jobs) if jobs else Response(status=204)
+
+    def _list_registries(self) -> Response:
+        with self._lock:
+            registries = list(self.registries)
+        return _json(registries) if registries else Response(status=204)
+
+    def _get_pack(self, pid: int) -> Response:
+        with self._lock:
+            versions = sorted(self.packs.get(pid, ()))
+        if pid not in self.packs:
+            return Response(status=204)  # QALITA: missing, or not yours
+        return _json({"id": pid, "name": f"pack {pid}", "versions": [
+            {"id": v, "sem_ver_id": f"1.0.{i}", "asset_id": 9000 + v}
+            for i, v in enumerate(versions)]})
+
+    def _upload_asset(self, request: Request) -> Response:
+        if "file" not in request.files:
+            raise _Reject(422, "multipart part 'file' is required")
+        args = request.args
+        try:
+            registry_id = int(args.get("registry_id", ""))
+        except ValueError as exc:
+            raise _Reject(422, "query 'registry_id' is a required integer") from exc
+        with self._lock:
+            known = {int(r["id"]) for r in self.registries}
+        if registry_id not in known:
+            raise _Reject(404, f"Registry {registry_id} not found")
+        for name in ("name", "version", "bucket", "type"):
+            if not args.get(name):
+                raise _Reject(422, f"query '{name}' is required")
+        upload = request.files["file"]
+        raw = upload.read()
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise _Reject(422, f"file is not UTF-8: {exc}") from exc
+        dedup = (registry_id, args["name"], args["version"], args["bucket"])
+        with self._lock:
+            if dedup in self._seen_assets:
+                self.received.conflicts.append(("assets", request.headers.get("Idempotency-Key")))
+                return _json({"detail": "asset already exists"}, 409)
+            aid = self._take_id("asset")
+            self._seen_assets[dedup] = aid
+            self.received.assets[aid] = Asset(
+                aid, registry_id, args["name"], args["version"], args["bucket"], args["type"],
+                args.get("description"), text, upload.filename,
+                request.headers.get("Idempotency-Key"))
+        return _json({"id": aid, "name": args["name"], "version": args["version"],
+                      "bucket": args["bucket"], "type": args["type"]})
+
     def _signin(self, request: Request) -> Response:
+        with self._lock:
+            self.received.signins.append(dict(request.form))
         if request.form.get("username") == self.username and \
                 request.form.get("password") == self.password:
             return _json({"access_token": self.token, "token_type": "bearer"})
@@ -318,11 +429,16 @@ class ContractServer(HTTPServerBase):
         if "end_date" in body and (not isinstance(body["end_date"], str)
                                    or not DATE_RE.match(body["end_date"])):
             raise _Reject(422, "field 'end_date' must be 'YYYY-MM-DD HH:MM:SS'")
-        if body.get("logs_id") is not None and not isinstance(body["logs_id"], int):
+        logs_id = body.get("logs_id")
+        if logs_id is not None and (not isinstance(logs_id, int) or isinstance(logs_id, bool)):
             raise _Reject(422, "field 'logs_id' must be an integer or null")
+        if logs_id is not None and logs_id not in self.received.assets:
+            raise _Reject(404, f"Asset {logs_id} not found")
         with self._lock:
             job.statuses.append(body["status"])
             job.end_date = body.get("end_date", job.end_date)
+            if logs_id is not None:
+                job.logs_id = logs_id
         return _json(_job_json(job))
 
     def _upload(self, request: Request, kind: str) -> Response:
@@ -342,6 +458,8 @@ class ContractServer(HTTPServerBase):
             raise _Reject(422, f"file is not UTF-8 JSON: {exc}") from exc
         if not isinstance(items, list):
             raise _Reject(422, "file must be a bare JSON array")
+        if not items and self.refuse_empty_files:
+            raise _Reject(422, f"{kind} file holds no items")
         for i, item in enumerate(items):
             problem = _ITEM_CHECKS[kind](item)
             if problem:
@@ -374,10 +492,15 @@ def _json_body(request: Request) -> dict[str, Any]:
     return body
 
 
-def _job_json(job: JobRecord) -> dict[str, Any]:
-    return {"id": job.id, "name": job.name, "source_id": job.source_id, "pack_id": job.pack_id,
-            "pack_version_id": job.pack_version_id, "start_date": job.start_date,
-            "end_date": job.end_date, "status": job.status}
+def _job_json(job: JobRecord, listed: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": job.id, "name": job.name, "source_id": job.source_id, "pack_id": job.pack_id,
+        "pack_version_id": job.pack_version_id, "start_date": job.start_date,
+        "end_date": job.end_date, "status": job.status, "logs_id": job.logs_id}
+    if listed:  # the job list nests its relations, as QALITA's does
+        out.update({"source": {"id": job.source_id}, "pack": {"id": job.pack_id},
+                    "pack_version": {"id": job.pack_version_id}})
+    return out
 
 
 def _scope_problem(scope: Any, depth: int = 0) -> str | None:
@@ -481,7 +604,7 @@ def main() -> None:
     r = server.received
     print(f"jobs: {len(r.jobs)}; uploads: "
           + ", ".join(f"{k} {len(v)}" for k, v in r.uploads.items())
-          + f"; 409s: {len(r.conflicts)}; rejected: {r.rejected}")
+          + f"; logs assets: {len(r.assets)}; 409s: {len(r.conflicts)}; rejected: {r.rejected}")
 
 
 if __name__ == "__main__":

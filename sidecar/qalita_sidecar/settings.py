@@ -8,6 +8,7 @@ QALITA_USERNAME / QALITA_PASSWORD. Secrets are fields with repr=False and never 
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +38,9 @@ class Ids:
     pack_id: int
     pack_version_id: int
     source_version_id: int | None = None
+    # Where pack_id / pack_version_id came from, for a message that names the setting to fix.
+    pack_from: str = field(default="QALITA_PACK_ID", compare=False)
+    pack_version_from: str = field(default="QALITA_PACK_VERSION_ID", compare=False)
 
 
 @dataclass(frozen=True)
@@ -64,10 +68,11 @@ class Settings:
         first matching name wins over its `default`.
         """
         entry: Mapping[str, Any] = {}
+        entry_name = "default"
         table = self.mapping.get("connection_map") or {}
         for name in names:
             if name in table:
-                entry = table[name]
+                entry, entry_name = table[name], name
                 break
         else:
             entry = self.mapping.get("default") or {}
@@ -91,8 +96,14 @@ class Settings:
             hint = (f" and {where} has no entry for {', '.join(map(repr, names))} nor a default"
                     if self.mapping_file else "")
             raise SettingsError(f"{missing} is not set (nor --pack-id/--pack-version-id){hint}")
+        named = f"{where} ('{entry_name}' entry)"
         return Ids(pick(self.source_id, "source_id"), pack_id, pack_version_id,
-                   pick(self.source_version_id, "source_version_id"))
+                   pick(self.source_version_id, "source_version_id"),
+                   "QALITA_PACK_ID (or --pack-id)" if self.pack_id is not None
+                   else f"pack_id in {named}",
+                   "QALITA_PACK_VERSION_ID (or --pack-version-id)"
+                   if self.pack_version_id is not None else f"pack_version_id in {named}")
+
 
 
 def _first(env: Mapping[str, str], names: Sequence[str]) -> tuple[str, str] | None:
@@ -122,6 +133,8 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         number = float(value)
     except ValueError as exc:
         raise SettingsError(f"{name} must be a number of seconds, got {value!r}") from exc
+    if not math.isfinite(number):
+        raise SettingsError(f"{name} must be a finite number of seconds, got {value!r}")
     if number <= 0:
         raise SettingsError(f"{name} must be positive, got {value!r}")
     return number

@@ -13,6 +13,8 @@ from typing import Any, Literal
 Perimeter = Literal["database", "dataset", "column"]
 Level = Literal["info", "warning", "high"]
 JobStatus = Literal["succeeded", "failed"]
+JOB_KEY_CHARS = 12  # of the key, in the QALITA job name: 48 bits, no clash between real runs
+LOG_RECOMMENDATIONS = 200  # lines of a default log: enough to read, bounded for huge runs
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,19 @@ class Shipment:
     # What the run was: invocation id, project, environment, git sha, counts... (kept for the ledger
     # and the summary; never sent as a file).
     context: dict[str, Any] = field(default_factory=dict)
+    # The run's log, uploaded as the QALITA job's logs asset. A reader may give what its tool
+    # printed (dbt: the result lines and the `Done. PASS=...` line); empty: built by default_log().
+    log: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.log:
+            object.__setattr__(self, "log", default_log(self))
+
+    @property
+    def qalita_job_name(self) -> str:
+        """The job's name on QALITA: the reader's name, then the start of the key, so a job whose
+        creation answer was lost can be found again by name."""
+        return f"{self.job.name} [{self.key[:JOB_KEY_CHARS]}]"
 
     def files(self) -> dict[str, list[dict[str, Any]]]:
         """The three upload files, by file name, as bare JSON arrays."""
@@ -127,6 +142,7 @@ class Shipment:
                     "finished_at": self.job.finished_at, "status": self.job.status},
             **self.files(),
             "context": self.context,
+            "log": self.log,
         }
 
     @classmethod
@@ -143,7 +159,22 @@ class Shipment:
                                   for r in data["recommendations.json"]),
             schemas=tuple(SchemaEntry.from_json(s) for s in data["schemas.json"]),
             context=dict(data.get("context") or {}),
+            log=str(data.get("log") or ""),
         )
+
+
+def default_log(shipment: Shipment) -> str:
+    """A log for a run whose reader gave none: the job, its counts and its recommendations."""
+    job = shipment.job
+    lines = [f"{job.name}: {job.status} ({job.started_at} .. {job.finished_at} UTC)",
+             f"{len(shipment.metrics)} metrics, {len(shipment.recommendations)} recommendations, "
+             f"{len(shipment.schemas)} schema entries"]
+    for rec in shipment.recommendations[:LOG_RECOMMENDATIONS]:
+        lines.append(f"[{rec.level}] {rec.type}: {rec.content}")
+    hidden = len(shipment.recommendations) - LOG_RECOMMENDATIONS
+    if hidden > 0:
+        lines.append(f"... and {hidden} more recommendation(s)")
+    return "\n".join(lines) + "\n"
 
 
 def idempotency_key(*parts: str | None) -> str:

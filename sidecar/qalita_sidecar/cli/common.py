@@ -113,6 +113,8 @@ def report(outcomes: Sequence[deliver.Outcome], outbox: Outbox, configured: bool
     for o in outcomes:
         if o.status == "dead":
             click.echo(f"  refused {o.key[:12]}: {o.detail}", err=True)
+        elif o.needs_fix:
+            click.echo(f"  not sent {o.key[:12]}: {o.detail}", err=True)
     queued = [o for o in outcomes if o.status == "queued"]
     if queued:
         if configured:

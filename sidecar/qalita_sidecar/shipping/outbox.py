@@ -6,14 +6,22 @@ a crash leaves either the old file or the new one, never half of one (the Vector
 disk-buffer discipline). The ids QALITA gives (source, job) are noted in a small
 `pending/<key>.ids.json` as soon as they are known, so a replay reuses the job instead of creating
 a second one, and the big payload is written once and never rewritten.
+
+`locks/<key>.lock` serialises the shipping of one key between processes (and threads) on this
+machine: an flock, released by the kernel when its holder dies, so a kill never leaves it held.
+An entry that cannot be read is set aside in dead/ with the reason, so it never holds up the rest.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import math
 import os
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +32,20 @@ from qalita_sidecar.shipment import Shipment
 DEFAULT_ROOT = Path(".qalita/outbox")
 DEFAULT_MAX_BYTES = 512 * 1024 * 1024
 IDS_SUFFIX = ".ids.json"
+REASON_SUFFIX = ".reason.txt"
+ID_FIELDS = ("source_id", "job_id", "logs_id", "job_requested_at")
+# A temp file older than this is a leftover even if its pid was reused by another process.
+STALE_TMP_S = 3600.0
+LOCK_POLL_S = 0.05
+PUT_WAIT_S = 300.0  # spooling a key another process is shipping waits for that shipment
 
 
 class OutboxError(Exception):
     """The outbox cannot take or give a shipment; the message names the file or the setting."""
+
+
+class LockTimeout(OutboxError):
+    """Another process kept shipping this key past the wait; the entry stays pending."""
 
 
 @dataclass(frozen=True)
@@ -37,6 +55,17 @@ class Entry:
     queued_at_ns: int
     source_id: int | None
     job_id: int | None
+    # Every id known when read: kept inside the entry (a dead/ entry moved back), then noted.
+    ids: dict[str, int | None] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class SetAside:
+    """An entry that could not be read, moved to dead/ with the reason beside it."""
+
+    key: str
+    path: Path  # where it is now (dead/)
+    reason: str
 
 
 def default_root(env: dict[str, str] | None = None) -> Path:
@@ -60,6 +89,53 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _tmp_pid(path: Path) -> int | None:
+    """The writer's pid in a temp file name `.<name>.<pid>.tmp` (None: not one of ours)."""
+    parts = path.name.rsplit(".", 2)
+    if len(parts) != 3 or not path.name.startswith(".") or parts[2] != "tmp":
+        return None
+    return int(parts[1]) if parts[1].isdigit() else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def max_bytes_from_env(env: dict[str, str] | None = None) -> int:
+    """QALITA_OUTBOX_MAX_MB (a positive, finite number of megabytes; default 512) in bytes."""
+    env = dict(os.environ) if env is None else env
+    raw = env.get("QALITA_OUTBOX_MAX_MB", "").strip()
+    if not raw:
+        return DEFAULT_MAX_BYTES
+    try:
+        mb = float(raw)
+    except ValueError:
+        mb = math.nan
+    if not math.isfinite(mb) or mb <= 0:
+        raise OutboxError(f"QALITA_OUTBOX_MAX_MB must be a positive number of megabytes, "
+                          f"got {raw!r}")
+    return max(1, int(mb * 1024 * 1024))
+
+
+def _int_field(data: dict[str, Any], name: str, where: Path) -> int | None:
+    value = data.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise OutboxError(f"outbox file {where}: '{name}' must be an integer, got {value!r}")
+    try:
+        return int(value)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise OutboxError(f"outbox file {where}: '{name}' must be an integer, "
+                          f"got {value!r}") from exc
+
+
 def _write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -81,15 +157,10 @@ def _is_entry(path: Path) -> bool:
 class Outbox:
     def __init__(self, root: Path | None = None, max_bytes: int | None = None) -> None:
         self.root = Path(root) if root is not None else default_root()
-        if max_bytes is None:
-            raw = os.environ.get("QALITA_OUTBOX_MAX_MB", "").strip()
-            try:
-                max_bytes = int(float(raw) * 1024 * 1024) if raw else DEFAULT_MAX_BYTES
-            except ValueError as exc:
-                raise OutboxError(f"QALITA_OUTBOX_MAX_MB must be a number, got {raw!r}") from exc
-        self.max_bytes = max_bytes
+        self.max_bytes = max_bytes_from_env() if max_bytes is None else max_bytes
         self.pending_dir = self.root / "pending"
         self.dead_dir = self.root / "dead"
+        self.locks_dir = self.root / "locks"
 
     def _ensure(self) -> None:
         try:
@@ -111,27 +182,122 @@ class Outbox:
         return self.dead_dir / self.path(key).name
 
     def size_bytes(self) -> int:
+        """Everything the outbox holds, temp files included (a kill's leftovers count)."""
         total = 0
         for folder in (self.pending_dir, self.dead_dir):
             if folder.is_dir():
-                total += sum(p.stat().st_size for p in folder.glob("*.json"))
+                for p in folder.iterdir():
+                    with contextlib.suppress(FileNotFoundError):  # removed while measured
+                        total += p.stat().st_size
         return total
 
-    def put(self, shipment: Shipment) -> Path:
+    def pending_count(self) -> int:
+        """Entries waiting, without reading them."""
+        if not self.pending_dir.is_dir():
+            return 0
+        return sum(1 for p in self.pending_dir.glob("*.json") if _is_entry(p))
+
+    def clean_tmp(self) -> list[Path]:
+        """Remove temp files left by a writer that died (its pid gone, or older than an hour)."""
+        removed = []
+        now = time.time()
+        for folder in (self.pending_dir, self.dead_dir):
+            if not folder.is_dir():
+                continue
+            for p in folder.glob(".*.tmp"):
+                pid = _tmp_pid(p)
+                try:
+                    old = now - p.stat().st_mtime > STALE_TMP_S
+                    if pid is None or pid == os.getpid() or (_alive(pid) and not old):
+                        continue
+                    p.unlink()
+                    removed.append(p)
+                except FileNotFoundError:
+                    continue
+                except OSError as exc:
+                    raise OutboxError(f"outbox {p}: cannot remove a leftover temp file "
+                                      f"({exc.strerror})") from exc
+        return removed
+
+    @contextlib.contextmanager
+    def lock(self, key: str, wait_s: float) -> Iterator[None]:
+        """Hold `locks/<key>.lock` (exclusive flock) while shipping `key`; LockTimeout after
+        wait_s. The file is removed on release; a waiter that locked a removed file retries."""
+        path = self.locks_dir / f"{self.path(key).stem}.lock"
+        deadline = time.monotonic() + wait_s
+        try:
+            self.locks_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutboxError(f"outbox {self.locks_dir}: cannot create ({exc.strerror})") from exc
+        while True:
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
+                raise OutboxError(f"outbox lock {path}: cannot open ({exc.strerror})") from exc
+            try:
+                while True:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if time.monotonic() > deadline:
+                            raise LockTimeout(f"another process is shipping it (lock {path}); "
+                                              "left pending") from None
+                        time.sleep(LOCK_POLL_S)
+                try:
+                    same = os.fstat(fd).st_ino == os.stat(path).st_ino
+                except FileNotFoundError:
+                    same = False
+                if same:
+                    break
+            except BaseException:
+                os.close(fd)
+                raise
+            os.close(fd)  # the holder removed that file as we waited: lock the new one
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                path.unlink()
+            os.close(fd)
+
+    def put(self, shipment: Shipment, wait_s: float = PUT_WAIT_S) -> Path:
         """Spool a shipment (no-op when its key already waits: the entry keeps its job id)."""
-        return self._put(shipment)[0]
+        return self._put(shipment, wait_s)[0]
 
-    def put_entry(self, shipment: Shipment) -> Entry:
+    def put_entry(self, shipment: Shipment, wait_s: float = PUT_WAIT_S) -> Entry:
         """put(), then the entry, without reading back a payload the caller holds."""
-        path, queued_at_ns = self._put(shipment)
-        if queued_at_ns is None:  # it waited already: only its queue time and ids are on disk
-            queued_at_ns = int(self._load(path).get("queued_at_ns", 0))
-            ids = self.noted(shipment.key)
-            return Entry(path, shipment, queued_at_ns, ids.get("source_id"), ids.get("job_id"))
-        return Entry(path, shipment, queued_at_ns, None, None)
+        for _ in range(3):
+            path, queued_at_ns = self._put(shipment, wait_s)
+            if queued_at_ns is not None:
+                return Entry(path, shipment, queued_at_ns, None, None)
+            # it waited already: only its queue time and ids are read from disk
+            try:
+                data = self._load(path)
+                queued_at_ns = _int_field(data, "queued_at_ns", path) or 0
+                ids = self._ids(path, data)
+            except FileNotFoundError:
+                continue  # delivered by another process meanwhile: spool it again
+            except OutboxError as exc:
+                if path.exists():
+                    self.set_aside(path, str(exc))  # this run's copy replaces it
+                continue
+            return Entry(path, shipment, queued_at_ns, ids.get("source_id"), ids.get("job_id"),
+                         ids)
+        raise OutboxError(f"outbox {self.path(shipment.key)}: the entry keeps changing under "
+                          "this process (another one writes it)")
 
-    def _put(self, shipment: Shipment) -> tuple[Path, int | None]:
-        """The entry's path, and its queue time when written now (None when it already waited)."""
+    def _put(self, shipment: Shipment, wait_s: float) -> tuple[Path, int | None]:
+        """The entry's path, and its queue time when written now (None when it already waited).
+
+        Under the key's lock: a process shipping that key is never left with ids cleared under
+        it, or an entry rewritten as it notes its job.
+        """
+        with self.lock(shipment.key, wait_s):
+            return self.put_held(shipment)
+
+    def put_held(self, shipment: Shipment) -> tuple[Path, int | None]:
+        """_put() for a caller that holds the key's lock already."""
         self._ensure()
         path = self.path(shipment.key)
         if path.exists():
@@ -142,10 +308,10 @@ class Outbox:
         if used + len(data) > self.max_bytes:
             raise OutboxError(
                 f"outbox {self.root} is full ({used / 1e6:.1f} MB of its "
-                f"{self.max_bytes / 1e6:.1f} MB cap): run `qalita-sidecar flush`, clear dead/, "
-                "or raise QALITA_OUTBOX_MAX_MB")
+                f"{self.max_bytes / 1e6:.1f} MB cap): run `qalita-sidecar flush`, clear "
+                "dead/, or raise QALITA_OUTBOX_MAX_MB")
         try:
-            # ids left by an entry removed just before a crash belong to no entry: never reuse them
+            # ids left by an entry removed just before a crash belong to no entry
             self.ids_path(shipment.key).unlink(missing_ok=True)
             _write_atomic(path, data)
         except OSError as exc:
@@ -159,24 +325,24 @@ class Outbox:
             if not isinstance(data, dict) or not isinstance(data.get("shipment"), dict):
                 raise ValueError("no shipment in it")
             return data
+        except FileNotFoundError:
+            raise
         except (OSError, ValueError) as exc:
-            raise OutboxError(f"outbox entry {path} is unreadable ({exc}); move it aside "
-                              "to let the others through") from exc
+            raise OutboxError(f"outbox entry {path} is unreadable ({exc})") from exc
 
     def noted(self, key: str) -> dict[str, Any]:
-        """The ids noted for a pending entry (source_id, job_id); {} when none yet."""
+        """The ids noted for a pending entry (source_id, job_id, logs_id, job_requested_at);
+        {} when none yet."""
         path = self.ids_path(key)
         try:
             data = orjson.loads(path.read_bytes())
         except FileNotFoundError:
             return {}
         except (OSError, ValueError) as exc:
-            raise OutboxError(f"outbox ids {path} are unreadable ({exc}); move the entry "
-                              "aside to let the others through") from exc
+            raise OutboxError(f"outbox ids {path} are unreadable ({exc})") from exc
         if not isinstance(data, dict):
-            raise OutboxError(f"outbox ids {path} are unreadable (not an object); move the "
-                              "entry aside to let the others through")
-        return data
+            raise OutboxError(f"outbox ids {path} are unreadable (not an object)")
+        return {name: _int_field(data, name, path) for name in ID_FIELDS if name in data}
 
     def entry(self, key: str) -> Entry | None:
         path = self.path(key)
@@ -184,31 +350,74 @@ class Outbox:
             return None
         return self._entry(path, self._load(path))
 
+    def _ids(self, path: Path, data: dict[str, Any]) -> dict[str, int | None]:
+        """The ids of a pending entry: those kept inside it (an older outbox, or a dead/ entry
+        moved back), then those noted beside it."""
+        kept = {n: _int_field(data, n, path) for n in ID_FIELDS if n in data}
+        return {**kept, **self.noted(path.name.removesuffix(".json"))}
+
     def _entry(self, path: Path, data: dict[str, Any]) -> Entry:
-        # Ids inside the entry itself come from an older outbox or from a dead/ entry moved back.
-        ids = {"source_id": data.get("source_id"), "job_id": data.get("job_id"),
-               **self.noted(path.name.removesuffix(".json"))}
+        ids = self._ids(path, data)
         try:
             shipment = Shipment.from_json(data["shipment"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise OutboxError(f"outbox entry {path} is unreadable ({exc!r}); move it aside "
-                              "to let the others through") from exc
-        return Entry(path, shipment, int(data.get("queued_at_ns", 0)),
-                     ids["source_id"], ids["job_id"])
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise OutboxError(f"outbox entry {path} is unreadable ({exc!r})") from exc
+        if shipment.key != path.name.removesuffix(".json"):
+            raise OutboxError(f"outbox entry {path} holds the shipment of another key "
+                              f"({shipment.key[:12]}...)")
+        return Entry(path, shipment, _int_field(data, "queued_at_ns", path) or 0,
+                     ids.get("source_id"), ids.get("job_id"), ids)
+
+    def scan(self) -> tuple[list[Entry], list[SetAside]]:
+        """Pending entries, oldest first (by the time they were spooled, then by key), and those
+        that could not be read, now moved to dead/ with the reason. Leftover temp files go."""
+        if not self.pending_dir.is_dir():
+            return [], []
+        self.clean_tmp()
+        entries: list[Entry] = []
+        aside: list[SetAside] = []
+        for p in self.pending_dir.glob("*.json"):
+            if not _is_entry(p):
+                continue
+            try:
+                entries.append(self._entry(p, self._load(p)))
+            except FileNotFoundError:
+                continue  # delivered and removed by another process as we listed
+            except OutboxError as exc:
+                if not p.exists():  # removed meanwhile: nothing to set aside
+                    continue
+                aside.append(self.set_aside(p, str(exc)))
+        return sorted(entries, key=lambda e: (e.queued_at_ns, e.path.name)), aside
 
     def entries(self) -> list[Entry]:
-        """Pending entries, oldest first (by the time they were spooled, then by key)."""
-        if not self.pending_dir.is_dir():
-            return []
-        entries = [self._entry(p, self._load(p))
-                   for p in self.pending_dir.glob("*.json") if _is_entry(p)]
-        return sorted(entries, key=lambda e: (e.queued_at_ns, e.path.name))
+        """Pending entries, oldest first; unreadable ones are set aside in dead/ (see scan)."""
+        return self.scan()[0]
+
+    def set_aside(self, path: Path, reason: str) -> SetAside:
+        """Move an unreadable entry (bytes untouched) and its ids to dead/, the reason beside."""
+        self._ensure()
+        key = path.name.removesuffix(".json")
+        target = self.dead_dir / path.name
+        try:
+            _write_atomic(self.dead_dir / f"{key}{REASON_SUFFIX}",
+                          f"{reason}\n".encode("utf-8"))
+            ids = self.pending_dir / f"{key}{IDS_SUFFIX}"
+            if ids.exists():
+                os.replace(ids, self.dead_dir / ids.name)
+            os.replace(path, target)
+            _fsync_dir(self.dead_dir)
+            _fsync_dir(self.pending_dir)
+        except OSError as exc:
+            raise OutboxError(f"outbox entry {path}: cannot move it to {self.dead_dir} "
+                              f"({exc.strerror}); it is unreadable: {reason}") from exc
+        return SetAside(key, target, reason)
 
     def pending(self) -> list[Shipment]:
         return [e.shipment for e in self.entries()]
 
     def note(self, key: str, **ids: int | None) -> None:
-        """Remember ids QALITA gave (source_id, job_id) for the entry, atomically and durably."""
+        """Remember ids QALITA gave (source_id, job_id, logs_id), or that a job is being
+        created (job_requested_at), for the entry, atomically and durably."""
         path = self.path(key)
         if not path.exists():
             raise OutboxError(f"outbox entry {path} is gone; cannot note {sorted(ids)}")
@@ -223,9 +432,13 @@ class Outbox:
         # The entry first: ids left alone by a crash are cleared by the next put().
         removed = False
         for path in (self.path(key), self.ids_path(key)):
-            if path.exists():
+            try:
                 path.unlink()
                 removed = True
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise OutboxError(f"outbox {path}: cannot remove ({exc.strerror})") from exc
         if removed:
             _fsync_dir(self.pending_dir)
 
@@ -236,7 +449,10 @@ class Outbox:
         data.update(self.noted(key))
         data.update({"dead_at_ns": time.time_ns(), "dead_reason": reason})
         target = self.dead_path(key)
-        _write_atomic(target, _dumps(data, indent=True))
+        try:
+            _write_atomic(target, _dumps(data, indent=True))
+        except OSError as exc:
+            raise OutboxError(f"outbox {target}: cannot write ({exc.strerror})") from exc
         self.remove(key)
         return target
 

@@ -65,7 +65,7 @@ def test_a_run_with_failing_checks_is_delivered_once(qalita_env, qalita_server):
     assert skip.skip_message.startswith("shipped to QALITA: delivered: job ")
 
     [job] = qalita_server.received.jobs.values()
-    assert job.name == f"dagster run retail ({result.run_id[:8]})"
+    assert job.base_name == f"dagster run retail ({result.run_id[:8]})"
     assert job.statuses == ["running", "succeeded"]
     metrics = {(m["scope"]["perimeter"], m["scope"]["value"], m["key"]): m["value"]
                for m in items(qalita_server, "metrics")}

@@ -66,7 +66,7 @@ def test_ingest_delivers_the_scan_once(scan_results, tmp_path, qalita_server):
     assert qalita_server.token not in proc.stdout + proc.stderr
 
     received = qalita_server.received
-    assert [(j.name, j.statuses) for j in received.jobs.values()] == \
+    assert [(j.base_name, j.statuses) for j in received.jobs.values()] == \
         [("soda scan Soda Core CLI (retail)", ["running", "succeeded"])]
     assert received.sources_published[0]["name"] == "retail"
     assert received.rejected == []

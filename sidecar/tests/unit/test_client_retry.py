@@ -11,6 +11,7 @@ import requests
 from qalita_sidecar.settings import Ids, Settings
 from qalita_sidecar.shipping.client import (
     AuthFailed,
+    Conflict,
     QalitaClient,
     Rejected,
     Unavailable,
@@ -128,11 +129,13 @@ def test_no_retry_on_other_statuses(status, error):
         assert "bad source_id" in err.value.answer and str(status) in str(err.value)
 
 
-def test_409_on_upload_means_already_there_but_elsewhere_it_is_rejected():
+def test_409_on_upload_means_already_there_but_elsewhere_it_is_kept_not_refused():
     client, session, _ = make(409, 409)
     assert client.upload("schemas", [], IDS) is False
-    with pytest.raises(Rejected):
+    # a 409 elsewhere is a conflict of the moment: the shipment waits, it never goes to dead/
+    with pytest.raises(Conflict) as err:
         client.create_job("x", IDS, "2026-01-02 03:04:05")
+    assert not isinstance(err.value, Rejected) and "409" in str(err.value)
 
 
 def test_deadline_bounds_all_retries():
@@ -173,8 +176,10 @@ def test_idempotency_key_and_bearer_on_every_request_and_tls_verified():
     client, session, _ = make(503, 200, (200, {}, "[]"))
     client.finish_job(5, "2026-01-02 03:05:06", "succeeded")
     client.upload("metrics", [{"key": "k", "value": 1, "scope": {"perimeter": "dataset", "value": "d"}}], IDS)
+    # one key per request, derived from the shipment's: a retry of a request repeats its own
+    assert [c["headers"]["Idempotency-Key"] for c in session.calls] == \
+        ["key-1:finish", "key-1:finish", "key-1:metrics"]
     for call in session.calls:
-        assert call["headers"]["Idempotency-Key"] == "key-1"
         assert call["prepared"].headers["Authorization"] == f"Bearer {TOKEN}"
         assert call["verify"] is True
     upload = session.calls[-1]

@@ -31,19 +31,25 @@ def ledger(tmp_path):
 
 
 def assert_delivered_once(server, shipments):
-    """One job per shipment, finished, and each of its three files exactly once."""
+    """One job per shipment, finished with its logs asset, and each file that has items exactly
+    once (an empty one never)."""
     r = server.received
     assert r.rejected == []
-    assert sorted(j.name for j in r.jobs.values()) == sorted(s.job.name for s in shipments)
+    assert sorted(j.name for j in r.jobs.values()) == sorted(s.qalita_job_name for s in shipments)
     for s in shipments:
-        (job,) = [j for j in r.jobs.values() if j.name == s.job.name]
+        (job,) = [j for j in r.jobs.values() if j.name == s.qalita_job_name]
+        assert job.base_name == s.job.name
         assert job.statuses[0] == "running" and job.status == s.job.status
         assert job.start_date == s.job.started_at and job.end_date == s.job.finished_at
         for kind in ("metrics", "recommendations", "schemas"):
-            got = [u for u in r.uploads[kind] if u.idempotency_key == s.key]
-            assert len(got) == 1, (kind, s.key, len(got))
-            assert got[0].items == s.files()[f"{kind}.json"]
-            assert (got[0].pack_id, got[0].pack_version_id) == (server.pack_id, server.pack_version_id)
+            got = [u for u in r.uploads[kind] if u.idempotency_key == f"{s.key}:{kind}"]
+            items = s.files()[f"{kind}.json"]
+            assert len(got) == (1 if items else 0), (kind, s.key, len(got))
+            if items:
+                assert got[0].items == items
+                assert (got[0].pack_id, got[0].pack_version_id) == (server.pack_id, server.pack_version_id)
+        logs = r.assets[job.logs_id]
+        assert (logs.name, logs.bucket, logs.type, logs.text) == (s.qalita_job_name, "logs", "log", s.log)
 
 
 def test_happy_path_publishes_the_source_once_and_a_second_ship_sends_nothing(qalita_server, box, ledger):
@@ -59,11 +65,21 @@ def test_happy_path_publishes_the_source_once_and_a_second_ship_sends_nothing(qa
     assert len(qalita_server.received.requests) == before  # not one request
 
 
-def test_every_request_carries_the_idempotency_key(qalita_server, box, ledger):
+def test_every_write_carries_its_own_idempotency_key_derived_from_the_shipment(qalita_server, box, ledger):
     s = make_shipment()
     ship([s], settings_for(qalita_server), box, ledger)
-    # the source lookup and publish belong to the shipment too
-    assert {r.idempotency_key for r in qalita_server.received.requests} == {s.key}
+    writes = [r for r in qalita_server.received.requests if r.method in ("POST", "PUT")]
+    assert [(r.path, r.idempotency_key) for r in writes] == [
+        ("/api/v1/sources/publish", f"{s.key}:source"),
+        ("/api/v2/jobs/create", f"{s.key}:job"),
+        ("/api/v1/recommendations/upload", f"{s.key}:recommendations"),
+        ("/api/v1/schemas/upload", f"{s.key}:schemas"),
+        ("/api/v1/metrics/upload", f"{s.key}:metrics"),
+        ("/api/v1/assets/upload", f"{s.key}:logs"),
+        ("/api/v2/jobs/100", f"{s.key}:finish"),
+    ]
+    # reads are idempotent by themselves: no key
+    assert {r.idempotency_key for r in qalita_server.received.requests if r.method == "GET"} == {None}
 
 
 def test_existing_source_is_found_by_name_and_type(qalita_server, box, ledger):
@@ -101,7 +117,7 @@ def test_timeout_on_an_upload_then_409_counts_as_delivered(qalita_server, box, l
     outcomes = ship([s], settings_for(qalita_server, QALITA_TIMEOUT="1"), box, ledger)
     assert [o.status for o in outcomes] == ["delivered"]
     assert_delivered_once(qalita_server, [s])
-    assert ("metrics", s.key) in qalita_server.received.conflicts
+    assert ("metrics", f"{s.key}:metrics") in qalita_server.received.conflicts
 
 
 def test_server_down_queues_then_flush_delivers_once_with_the_same_key(qalita_server, box, ledger):
@@ -136,10 +152,19 @@ def test_400_moves_the_shipment_to_dead_with_the_answer(qalita_server, box, ledg
     assert again[0].status == "dead" and str(dead) in again[0].detail
 
 
-def test_unknown_pack_version_is_dead_with_the_server_answer(qalita_server, box, ledger):
-    s = make_shipment()
-    outcomes = ship([s], settings_for(qalita_server, QALITA_PACK_VERSION_ID="999"), box, ledger)
-    assert outcomes[0].status == "dead" and "Pack version 999 not found" in outcomes[0].detail
+def test_unknown_pack_version_fails_once_with_one_line_naming_the_setting(qalita_server, box, ledger):
+    shipments = [make_shipment("inv-1"), make_shipment("inv-2")]
+    outcomes = ship(shipments, settings_for(qalita_server, QALITA_PACK_VERSION_ID="999"), box, ledger)
+    assert [o.status for o in outcomes] == ["queued", "queued"] and exit_code(outcomes) == 1
+    detail = outcomes[0].detail
+    assert detail.startswith("QALITA_PACK_VERSION_ID (or --pack-version-id): 999 is not a version of pack 7")
+    assert "70 (1.0.0)" in detail and "\n" not in detail
+    # checked once for the run, before anything was created; both wait for the fix
+    assert len(qalita_server.received.calls("GET", "/api/v2/packs/7")) == 1
+    assert qalita_server.received.jobs == {} and box.pending() == shipments
+    outcomes = ship(shipments, settings_for(qalita_server, QALITA_PACK_ID="8"), box, ledger)
+    assert "QALITA_PACK_ID (or --pack-id): QALITA has no pack 8" in outcomes[0].detail
+    assert [o.status for o in flush(settings_for(qalita_server), box, ledger)] == ["delivered"] * 2
 
 
 class CrashOnce(FileLedger):

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 from support.shipments import make_shipment
@@ -61,13 +62,116 @@ def test_size_cap_from_the_environment(tmp_path, monkeypatch):
         Outbox(tmp_path)
 
 
-def test_a_corrupt_entry_is_named(tmp_path):
+def test_a_corrupt_entry_is_set_aside_in_dead_with_the_reason_and_the_others_read(tmp_path):
+    box = Outbox(tmp_path)
+    bad, good = make_shipment("bad"), make_shipment("good")
+    path = box.put(bad)
+    box.note(bad.key, job_id=42)
+    box.put(good)
+    original = path.read_text()[:50]
+    path.write_text(original)
+    entries, aside = box.scan()
+    assert [e.shipment for e in entries] == [good]
+    (moved,) = aside
+    assert moved.key == bad.key and moved.path == box.dead_dir / path.name
+    assert str(path) in moved.reason and "unreadable" in moved.reason and "\n" not in moved.reason
+    # its bytes untouched, its ids kept beside it, the reason in a file a user can read
+    assert moved.path.read_text() == original
+    assert json.loads((box.dead_dir / f"{bad.key}.ids.json").read_text()) == {"job_id": 42}
+    assert (box.dead_dir / f"{bad.key}.reason.txt").read_text().strip() == moved.reason
+    assert box.dead() == [moved.path] and box.pending() == [good]
+
+
+@pytest.mark.parametrize("field, value", [("queued_at_ns", "soon"), ("job_id", "abc"),
+                                          ("source_id", [1])])
+def test_a_non_numeric_field_in_an_entry_is_one_line_naming_the_file_and_field(tmp_path, field, value):
     box = Outbox(tmp_path)
     s = make_shipment()
     path = box.put(s)
-    path.write_text(path.read_text()[:50])
-    with pytest.raises(OutboxError, match=str(path)):
-        box.pending()
+    data = json.loads(path.read_text())
+    data[field] = value
+    path.write_text(json.dumps(data))
+    _, (moved,) = box.scan()
+    assert f"'{field}' must be an integer" in moved.reason and str(path) in moved.reason
+
+
+def test_a_non_numeric_noted_id_is_named_too(tmp_path):
+    box = Outbox(tmp_path)
+    s = make_shipment()
+    box.put(s)
+    box.ids_path(s.key).write_text('{"job_id": "x1"}')
+    _, (moved,) = box.scan()
+    assert f"{s.key}.ids.json" in moved.reason and "'job_id' must be an integer" in moved.reason
+
+
+@pytest.mark.parametrize("raw", ["abc", "inf", "-1", "nan", "0"])
+def test_outbox_max_mb_must_be_a_positive_finite_number(tmp_path, monkeypatch, raw):
+    monkeypatch.setenv("QALITA_OUTBOX_MAX_MB", raw)
+    with pytest.raises(OutboxError) as err:
+        Outbox(tmp_path)
+    assert str(err.value) == ("QALITA_OUTBOX_MAX_MB must be a positive number of megabytes, "
+                              f"got {raw!r}")
+
+
+def test_leftover_temp_files_of_dead_writers_are_removed_and_counted_in_the_cap(tmp_path):
+    import subprocess
+    import sys
+
+    box = Outbox(tmp_path)
+    box.put(make_shipment())
+    dead_pid = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+    left = box.pending_dir / f".x.json.{dead_pid}.tmp"
+    left.write_bytes(b"x" * 5000)
+    mine = box.pending_dir / f".y.json.{os.getpid()}.tmp"  # a live writer's: kept
+    mine.write_bytes(b"y")
+    before = box.size_bytes()
+    assert before >= 5000 + 1  # a leftover counts against the cap until it is cleaned
+    assert box.clean_tmp() == [left]
+    assert not left.exists() and mine.exists() and box.size_bytes() == before - 5000
+
+
+def test_a_read_only_outbox_at_removal_is_one_line(tmp_path, monkeypatch):
+    box = Outbox(tmp_path)
+    s = make_shipment()
+    box.put(s)
+
+    def refuse(self, missing_ok=False):  # what a read-only folder answers (even for root)
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "unlink", refuse)
+    with pytest.raises(OutboxError, match="cannot remove .*Permission denied") as err:
+        box.remove(s.key)
+    assert "\n" not in str(err.value) and str(box.path(s.key)) in str(err.value)
+
+
+def test_the_key_lock_excludes_other_processes_and_is_released_by_a_kill(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from qalita_sidecar.shipping.outbox import LockTimeout
+
+    box = Outbox(tmp_path)
+    s = make_shipment()
+    code = ("import sys, time; from pathlib import Path; "
+            "from qalita_sidecar.shipping.outbox import Outbox; "
+            "b = Outbox(Path(sys.argv[1])); cm = b.lock(sys.argv[2], 5); cm.__enter__(); "
+            "print('held', flush=True); time.sleep(60)")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(tmp_path), s.key],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(LockTimeout, match="another process is shipping it"):
+            with box.lock(s.key, 0.3):
+                pass
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+        with box.lock(s.key, 2):  # the kernel released it with the process
+            pass
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def test_a_crash_mid_write_leaves_no_half_entry(tmp_path, monkeypatch):
