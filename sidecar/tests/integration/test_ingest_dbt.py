@@ -114,8 +114,11 @@ def test_ingest_ships_each_invocation_once(copy, qalita_server):
     assert received.rejected == []
     jobs = received.jobs
     assert len(jobs) == 3
-    for kind in ("metrics", "recommendations", "schemas"):
+    for kind in ("metrics", "schemas"):
         assert len(received.uploads[kind]) == 3
+    # only the build has something to recommend: no empty file is uploaded for the other two
+    assert len(received.uploads["recommendations"]) == 1
+    assert all(u.items for kind in received.uploads for u in received.uploads[kind])
     # one job per invocation: the build had a runtime error, seed and freshness did not
     assert sorted(j.status for j in jobs.values()) == ["failed", "succeeded", "succeeded"]
     recs = [item for u in received.uploads["recommendations"] for item in u.items]
