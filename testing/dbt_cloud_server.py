@@ -277,13 +277,15 @@ def generate_artifacts(root: Path) -> CloudArtifacts:
                 shutil.copy(project.target_path / artifact, folder / artifact)
         return folder
 
-    return CloudArtifacts(
+    built = dict(
         build=step("build", "build", "--select", "tag:airquality"),
         freshness=step("freshness", "source", "freshness", "--select", "source:openaq"),
         docs=step("docs", "docs", "generate", "--select", "tag:airquality"),
         failing_build=step("failing_build", "build", "--select", "tag:airquality",
                            vars={"airquality_failing_variant": True}),
     )
+    # the warehouse those runs wrote, with the package's tables (for `ingest dbt` beside them)
+    return CloudArtifacts(**built, extra={"duckdb": project.env["DBT_DUCKDB_PATH"]})
 
 
 def three_step_run(artifacts: CloudArtifacts, run_id: int = 70001) -> CloudRun:

@@ -36,15 +36,16 @@ from qalita_sidecar.hosts.dbt_cloud_server import (
 )
 from qalita_sidecar.hosts.webhook import DEFAULT_MAX_BODY, DEFAULT_READ_TIMEOUT_S, make_server
 from qalita_sidecar.hosts.webhook import serve as serve_forever
-from qalita_sidecar.readers.dbt import cloud_run
+from qalita_sidecar.readers.dbt import cloud_run, warehouse
 from qalita_sidecar.readers.dbt.cloud import (
     DbtCloudClient,
     DbtCloudError,
     DbtCloudUnavailable,
     cloud_settings,
 )
+from qalita_sidecar.readers.dbt.profile import ProfileError, load_target
 from qalita_sidecar.shipping.deliver import EX_TEMPFAIL
-from qalita_sidecar.shipping.ledger import file_ledger, ledger_for
+from qalita_sidecar.shipping.ledger import EitherLedger, file_ledger, ledger_for
 
 
 class TryLater(InputError):
@@ -69,6 +70,19 @@ def cloud_options(func):
     return func
 
 
+def warehouse_ledger(outbox_root: Path, project_dir: Path | None, profiles_dir: Path | None,
+                     dbt_target: str | None) -> EitherLedger:
+    """The file ledger, plus the results schema's table when --project-dir names a dbt project:
+    then an invocation `ingest dbt` shipped from that warehouse is known here too."""
+    if project_dir is None:
+        return ledger_for(outbox_root, None, None)
+    try:
+        target = load_target(profiles_dir, target=dbt_target, project_dir=project_dir.resolve())
+    except ProfileError as exc:
+        raise InputError(f"--project-dir {project_dir}: {exc}") from exc
+    return ledger_for(outbox_root, target, warehouse.default_schema(target))
+
+
 @click.command("dbt-cloud")
 @click.option("--run-id", type=int, required=True, help="The dbt Cloud run to ship.")
 @cloud_options
@@ -78,11 +92,18 @@ def cloud_options(func):
 @click.option("--source-name", help="QALITA source name (default: '<project> (<env>)').")
 @click.option("--dry-run", is_flag=True, help="Read and map, print what would be shipped; "
               "write nothing, send nothing.")
+@click.option("--project-dir", type=click.Path(path_type=Path, file_okay=False),
+              help="A dbt project whose results schema holds `ingest dbt`'s ledger table, to "
+                   "consult it too (default: the ledger file beside the outbox only).")
+@click.option("--profiles-dir", type=click.Path(path_type=Path, file_okay=False),
+              help="With --project-dir: where profiles.yml is.")
+@click.option("--target", "dbt_target", help="With --project-dir: the profile's target.")
 @qalita_id_options
 @outbox_option
 def ingest_dbt_cloud(run_id: int, account_id: int | None, base_url: str | None,
                      token_file: Path | None, deadline: float, project: str | None,
                      environment: str | None, source_name: str | None, dry_run: bool,
+                     project_dir: Path | None, profiles_dir: Path | None, dbt_target: str | None,
                      source_id: int | None, pack_id: int | None, pack_version_id: int | None,
                      outbox_dir: Path | None) -> None:
     """Ship every step of a dbt Cloud run that executed nodes (one QALITA job per step)."""
@@ -92,7 +113,7 @@ def ingest_dbt_cloud(run_id: int, account_id: int | None, base_url: str | None,
                                               pack_version_id=pack_version_id)
     outbox = open_outbox(outbox_dir)
     # the ledger `ingest dbt` keeps beside the same outbox: one invocation, shipped once
-    ledger = ledger_for(outbox.root, None, None)
+    ledger = warehouse_ledger(outbox.root, project_dir, profiles_dir, dbt_target)
     try:
         read = cloud_run.read_run(DbtCloudClient(cloud), run_id, project=project,
                                   environment=environment, source_name=source_name,

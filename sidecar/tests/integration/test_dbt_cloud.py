@@ -113,6 +113,31 @@ def test_an_invocation_shipped_from_ci_artifacts_is_not_shipped_again(
     assert len(set(ledger_keys(tmp_path))) == 2
 
 
+def test_with_project_dir_an_invocation_ingest_dbt_shipped_from_the_tables_ships_once(
+        tmp_path, dbt_cloud, dbt_cloud_artifacts, qalita_server):
+    import shutil
+
+    # the runs recorded no commit (no CI variables), so this dbt Cloud run names none either
+    run = dbt_cloud.add_run(three_step_run(dbt_cloud_artifacts, run_id=70012))
+    run.git_sha = None
+    db = tmp_path / "warehouse.duckdb"
+    shutil.copy(dbt_cloud_artifacts.extra["duckdb"], db)
+    env = cloud_env(tmp_path, dbt_cloud, qalita_server, DBT_DUCKDB_PATH=str(db),
+                    DBT_TARGET_PATH=str(tmp_path / "no-target"))
+    tables = sidecar("ingest", "dbt", "--project-dir", str(REPO), "--profiles-dir", str(REPO),
+                     "--project", "quality_compass", env=env, cwd=REPO)
+    assert tables.returncode == 0, tables.stdout + tables.stderr
+    shipped = len(qalita_server.received.jobs)
+    assert shipped >= 3  # seed, build, freshness, the failing build (docs generate tests nothing)
+    cloud = ingest(env, "--run-id", str(run.id), "--project-dir", str(REPO), "--profiles-dir",
+                   str(REPO))
+    assert cloud.returncode == 0, cloud.stdout + cloud.stderr
+    assert cloud.stdout.count("already shipped") == 2
+    assert len(qalita_server.received.jobs) == shipped
+    bad = ingest(env, "--run-id", str(run.id), "--project-dir", str(tmp_path))
+    assert bad.returncode == 1 and bad.stderr.startswith("qalita-sidecar: error: --project-dir")
+
+
 def test_a_failed_run_ships_its_failing_build(tmp_path, dbt_cloud, dbt_cloud_artifacts,
                                               qalita_server):
     run = dbt_cloud.add_run(failed_run(dbt_cloud_artifacts))
