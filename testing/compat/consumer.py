@@ -6,10 +6,12 @@ project directory) and its own DuckDB file or PostgreSQL database.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
 import subprocess
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +45,7 @@ class ConsumerRun:
     with_qalita: bool
     database: str | None = None  # PostgreSQL database of this run
     log: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)  # per dbt command
 
     @property
     def target(self) -> Path:
@@ -52,7 +55,10 @@ class ConsumerRun:
         cmd = [str(self.venv.bin / "dbt"), *args]
         if not self.with_qalita and args[:1] != ("deps",):
             cmd += ["--vars", "{qalita_hook: false}"]
+        started = time.monotonic()
         proc = subprocess.run(cmd, cwd=self.root, env=self.env, capture_output=True, text=True)
+        name = " ".join(itertools.takewhile(lambda a: not a.startswith("-"), args))
+        self.seconds[name] = round(time.monotonic() - started, 1)
         self.log.append(f"$ {' '.join(cmd[1:])} -> {proc.returncode}")
         if proc.returncode not in check_codes:
             raise RuntimeError(f"dbt {' '.join(args)} exited {proc.returncode} (dbt "
@@ -90,6 +96,11 @@ def prepare(venv: Venv, adapter: str, workdir: Path, with_qalita: bool | None = 
         # the repo's packages.yml names the package relative to the project; the copy lives
         # elsewhere, so it gets the absolute path
         (root / "packages.yml").write_text(f"packages:\n  - local: {PACKAGE}\n")
+        # dbt 1.8 and 1.9 run project hooks on `dbt source freshness` only with this flag (1.10
+        # made it the default); `flags:` in dbt_project.yml is dbt 1.8's (older dbt read flags
+        # from profiles.yml), so only the copy the package runs in gets it
+        with (root / "dbt_project.yml").open("a") as f:
+            f.write("\nflags:\n  source_freshness_run_project_hooks: true\n")
     else:
         (root / "packages.yml").unlink()
     env = {k: v for k, v in os.environ.items()

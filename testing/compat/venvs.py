@@ -12,13 +12,18 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
+import tempfile
+import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 CACHE = Path(os.environ.get("QALITA_COMPAT_CACHE") or Path.home() / ".cache" / "qalita-compat")
+REPO = Path(__file__).resolve().parents[2]
+SIDECAR = REPO / "sidecar"
 READY = ".qalita-compat-ready"  # written last: a venv without it is half-built and rebuilt
 
 
@@ -33,6 +38,8 @@ class DbtVersion:
     # installed afterwards with --no-deps: dbt-core 1.12 requires dbt-core-experimental-parser,
     # whose build downloads a binary from outside the package index (it fails here)
     no_deps: tuple[str, ...] = ()
+    # then `pip install ./sidecar[duckdb,postgres]` into it, as a user beside their dbt would
+    with_sidecar: bool = False
 
     @property
     def with_qalita(self) -> bool:
@@ -60,7 +67,8 @@ VERSIONS: dict[str, DbtVersion] = {
     "1.6": _version("1.6", "3.11", ("postgres",)),
     "1.7": _version("1.7", "3.11", ("postgres",)),
     "1.8": _version("1.8", "3.11", ("duckdb", "postgres")),
-    "1.9": _version("1.9", "3.11", ("duckdb", "postgres")),
+    # the venv a user with dbt 1.9 has, then the sidecar installed into it
+    "1.9": replace(_version("1.9", "3.11", ("duckdb", "postgres")), with_sidecar=True),
     "1.10": _version("1.10", "3.11", ("duckdb", "postgres")),
     "1.11": _version("1.11", "3.11", ("duckdb", "postgres")),
     # no adapter 1.12 exists: the 1.11 adapters with dbt-core 1.11 (left alone, pip would pick
@@ -102,6 +110,8 @@ class Venv:
     path: Path
     version: DbtVersion
     python_version: str
+    built: bool = False  # False: reused from the cache
+    seconds: float = 0.0  # to build it, or to find it and refresh the sidecar in it
 
     @property
     def bin(self) -> Path:
@@ -109,11 +119,20 @@ class Venv:
 
     def dbt_version(self) -> str:
         """The dbt-core version installed (what `pip show dbt-core` says)."""
-        out = subprocess.run(
-            [str(self.bin / "python"), "-c",
-             "import importlib.metadata as m; print(m.version('dbt-core'))"],
-            capture_output=True, text=True, check=True)
-        return out.stdout.strip()
+        return self.distribution_version("dbt-core")
+
+    def distribution_version(self, name: str) -> str:
+        proc = subprocess.run([str(self.bin / "python"), "-m", "pip", "show", name],
+                              capture_output=True, text=True)
+        found = re.search(r"^Version: (\S+)", proc.stdout, re.M)
+        if proc.returncode != 0 or not found:
+            raise AssertionError(f"pip show {name} in {self.path} found nothing: "
+                                 f"{(proc.stderr or proc.stdout).strip()}")
+        return found.group(1)
+
+    def freeze(self, name: str) -> dict[str, str]:
+        """A pip freeze recorded while building: "before-sidecar" / "after-sidecar"."""
+        return json.loads((self.path / f"freeze-{name}.json").read_text())
 
 
 def _interpreter_version(python: Path) -> str:
@@ -133,21 +152,65 @@ def _pip(venv: Path, *args: str, log: Path) -> None:
         raise Unavailable(f"pip install failed ({proc.returncode}), see {log}:\n" + "\n".join(tail))
 
 
+def _freeze(venv: Path) -> dict[str, str]:
+    out = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "list", "--format=json"],
+                         capture_output=True, text=True, check=True)
+    return {p["name"].lower(): p["version"] for p in json.loads(out.stdout)}
+
+
+def _digest(*paths: Path) -> str:
+    h = hashlib.sha256()
+    for path in paths:
+        files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
+        for f in files:
+            if "__pycache__" not in f.parts:
+                h.update(f.relative_to(REPO).as_posix().encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _sidecar_copy(into: Path) -> Path:
+    """The sidecar's distribution files, copied: pip builds in the source tree, and the
+    checkout's tree is shared (its egg-info belongs to the main venv's editable install)."""
+    dest = into / "sidecar"
+    shutil.copytree(SIDECAR, dest, ignore=shutil.ignore_patterns(
+        "tests", "build", "dist", "*.egg-info", "__pycache__"))
+    return dest
+
+
+def _refresh_sidecar(path: Path, log: Path) -> None:
+    """This checkout's sidecar code in the venv: its requirements were installed with the venv
+    (the key holds them); the code itself is reinstalled, without deps, when it changed."""
+    stamp = path / ".sidecar-code"
+    code = _digest(SIDECAR / "qalita_sidecar")
+    if stamp.exists() and stamp.read_text() == code:
+        return
+    with tempfile.TemporaryDirectory(prefix="qalita-compat-sidecar-") as tmp:
+        _pip(path, "install", "--quiet", "--no-deps", "--force-reinstall",
+             str(_sidecar_copy(Path(tmp))), log=log)
+    stamp.write_text(code)
+
+
 def ensure(version: DbtVersion, cache: Path = CACHE, extra_key: str = "") -> Venv:
     """The cached venv of `version`, built first if it is missing or half-built."""
+    started = time.monotonic()
     python = find_python(version.python)
     py_version = _interpreter_version(python)
     spec = {"python": py_version, "requirements": version.requirements,
             "no_deps": version.no_deps, "extra": extra_key}
+    if version.with_sidecar:
+        # the sidecar's requirement set is part of the key: change it and the venv is rebuilt
+        spec["sidecar"] = _digest(SIDECAR / "pyproject.toml")
     key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
     path = cache / f"dbt-{version.minor}{'-' + extra_key if extra_key else ''}-{key}"
     cache.mkdir(parents=True, exist_ok=True)
+    built = False
     with (cache / f"{path.name}.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two runs sharing the cache build each venv once
+        log = path / "pip.log"
         if not (path / READY).exists():
+            built = True
             shutil.rmtree(path, ignore_errors=True)
             subprocess.run([str(python), "-m", "venv", str(path)], check=True)
-            log = path / "pip.log"
             _pip(path, "install", "--quiet", "--upgrade", "pip", log=log)
             _pip(path, "install", *version.requirements, log=log)
             if version.no_deps:
@@ -157,6 +220,16 @@ def ensure(version: DbtVersion, cache: Path = CACHE, extra_key: str = "") -> Ven
             if smoke.returncode != 0:
                 raise Unavailable(f"dbt {version.minor} installed but `dbt --version` fails: "
                                   + (smoke.stderr or smoke.stdout).strip().splitlines()[-1])
+            if version.with_sidecar:
+                # what the user's dbt venv held, then the sidecar with its drivers beside it:
+                # the compat suite checks that nothing of the first changed
+                (path / "freeze-before-sidecar.json").write_text(json.dumps(_freeze(path)))
+                with tempfile.TemporaryDirectory(prefix="qalita-compat-sidecar-") as tmp:
+                    _pip(path, "install", f"{_sidecar_copy(Path(tmp))}[duckdb,postgres]", log=log)
+                (path / "freeze-after-sidecar.json").write_text(json.dumps(_freeze(path)))
+                (path / ".sidecar-code").write_text(_digest(SIDECAR / "qalita_sidecar"))
             (path / "requirements.json").write_text(json.dumps(spec, indent=2) + "\n")
             (path / READY).write_text("")
-    return Venv(path, version, py_version)
+        elif version.with_sidecar:
+            _refresh_sidecar(path, log)
+    return Venv(path, version, py_version, built, round(time.monotonic() - started, 1))
