@@ -199,7 +199,8 @@ class WarehouseLedger:
                                 f"{self.schema}.{CLAIMS}); left pending")
             cur.execute(self._sql(f"update {self.claims} set claimed_by = %s, claimed_at = "
                                   "cast(%s as timestamp) where shipment_key = %s and "
-                                  "claimed_by = %s"), (self.me, now.isoformat(sep=" "), key, holder))
+                                  "claimed_by = %s"),
+                        (self.me, now.isoformat(sep=" "), key, holder))
             cur.execute(self._sql(f"select claimed_by from {self.claims} "
                                   "where shipment_key = %s"), (key,))
             rows = cur.fetchall()

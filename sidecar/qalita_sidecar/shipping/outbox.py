@@ -400,7 +400,7 @@ class Outbox:
         target = self.dead_dir / path.name
         try:
             _write_atomic(self.dead_dir / f"{key}{REASON_SUFFIX}",
-                          f"{reason}\n".encode("utf-8"))
+                          f"{reason}\n".encode())
             ids = self.pending_dir / f"{key}{IDS_SUFFIX}"
             if ids.exists():
                 os.replace(ids, self.dead_dir / ids.name)

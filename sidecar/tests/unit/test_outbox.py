@@ -162,9 +162,9 @@ def test_the_key_lock_excludes_other_processes_and_is_released_by_a_kill(tmp_pat
                               stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(LockTimeout, match="another process is shipping it"):
-            with box.lock(s.key, 0.3):
-                pass
+        with pytest.raises(LockTimeout, match="another process is shipping it"), \
+                box.lock(s.key, 0.3):
+            pass
         holder.send_signal(signal.SIGKILL)
         holder.wait()
         with box.lock(s.key, 2):  # the kernel released it with the process
