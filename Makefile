@@ -12,7 +12,7 @@ export DBT_PROFILES_DIR ?= $(CURDIR)
 export DBT_SEND_ANONYMOUS_USAGE_STATS ?= false
 DBT_FLAGS := --target $(TARGET)
 
-.PHONY: help all install deps seed compass-data build freshness docs test test-unit lint ingest flush bench clean pg-db
+.PHONY: help all install deps seed compass-data build freshness docs test test-unit test-compat lint ingest flush bench clean pg-db
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -61,6 +61,10 @@ docs: deps ## dbt docs generate
 PYTEST_WORKERS ?= 2
 test: $(VENV)/.installed-extras ## Every suite: unit, sidecar integration, package, Compass, host project (DuckDB and PostgreSQL)
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadscope --durations=15
+
+# Venvs cached in ~/.cache/qalita-compat (QALITA_COMPAT_CACHE), keyed by their requirement set.
+test-compat: install ## dbt 1.8 .. 1.12 on both adapters, the sidecar beside dbt 1.9 (cached venvs; ~3 min warm)
+	$(BIN)/pytest testing/compat -m compat
 
 test-unit: install ## The pure tests: no dbt, no database, HTTP on loopback only (under a minute)
 	$(BIN)/pytest sidecar/tests/unit compass_data/tests/test_generator.py -q
