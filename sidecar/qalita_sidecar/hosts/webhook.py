@@ -518,6 +518,10 @@ class WebhookServer(ThreadingHTTPServer):
         self.server_close()
 
 
+class _WebhookServer6(WebhookServer):
+    address_family = socket.AF_INET6  # --host ::1 and other IPv6 literals
+
+
 def _handler(service: WebhookService, max_body: int) -> type[BaseHTTPRequestHandler]:
     route = service.receiver.route.rstrip("/")
 
@@ -633,8 +637,8 @@ def make_server(service: WebhookService, host: str = "127.0.0.1", port: int = 80
                 max_body: int = DEFAULT_MAX_BODY,
                 read_timeout: float = DEFAULT_READ_TIMEOUT_S,
                 max_connections: int = DEFAULT_MAX_CONNECTIONS) -> WebhookServer:
-    server = WebhookServer((host, port), _handler(service, max_body), read_timeout,
-                           max_connections)
+    cls = _WebhookServer6 if ":" in host else WebhookServer
+    server = cls((host, port), _handler(service, max_body), read_timeout, max_connections)
     server.log_line = service.log  # type: ignore[method-assign]
     return server
 

@@ -137,6 +137,13 @@ def test_insecure_on_loopback_serves_and_says_so(tmp_path, qalita_server, serve)
     answer = requests.post(f"{app.base}/airbyte/webhook", json=notification(), timeout=10)
     assert answer.status_code == 202
     assert app.stop() < 5
+    if socket.has_ipv6:  # the IPv6 loopback is a loopback too
+        app = serve(clean_env(tmp_path), "--config", str(config), "--insecure-no-auth",
+                    "--host", "::1")
+        answer = requests.post(f"http://[::1]:{app.port}/airbyte/webhook", timeout=10,
+                               json=notification(job_id=99))
+        assert answer.status_code == 202
+        assert app.stop() < 5
 
 
 def test_a_post_without_the_secret_gets_401_and_ships_nothing(tmp_path, qalita_server, serve):
