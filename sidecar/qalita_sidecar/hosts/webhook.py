@@ -214,7 +214,10 @@ class WebhookService:
             userinfo = urlsplit(settings.endpoint).netloc.rpartition("@")[0]
             self._redactions += [s for s in (userinfo, urlsplit(settings.endpoint).password,
                                              settings.token, settings.password) if s]
-        self._redactions.sort(key=len, reverse=True)  # "user:pass" before "pass"
+        # Longest first ("user:pass" before "pass"); a string of 1-3 characters would blank out
+        # ordinary words, and no real secret is that short.
+        self._redactions = sorted({s for s in self._redactions if len(s) >= 4}, key=len,
+                                  reverse=True)
 
     # -- logging and redaction ----------------------------------------------------------------
     def redact(self, text: str) -> str:
@@ -247,13 +250,23 @@ class WebhookService:
         keyed = [self._keyed(s, digest) for s in shipments]
         if not keyed:
             return self._bad("the event carries nothing to ship")
-        queued = [s for s in keyed if not self._delivered(s)]
+        refused = [s for s in keyed if self.outbox.dead_path(s.key).exists()]
+        if refused and len(refused) == len(keyed):
+            # QALITA refused this very body before: sending it again would be refused again.
+            self.count("refused_before")
+            path = self.outbox.dead_path(refused[0].key)
+            self.log(f"{refused[0].context.get('invocation_id')} was refused by QALITA before; "
+                     f"see {path}")
+            return Answer(200, {"status": "refused_before", "key": refused[0].key,
+                                "detail": f"QALITA refused it; see {path} (move it to "
+                                          "pending/ to retry)"})
+        queued = [s for s in keyed if s not in refused and not self._delivered(s)]
         for shipment in queued:
             problem = self._spool(shipment)
             if problem is not None:  # full or unwritable: the tool keeps the event, we say so
                 self.count("failed")
                 return Answer(503, {"error": problem})
-        if not queued:
+        if not queued:  # delivered (or, for some of them, refused) before
             self.count("already_delivered")
             return Answer(200, {"status": "already_delivered",
                                 "key": keyed[0].key, "keys": [s.key for s in keyed]})
@@ -397,8 +410,8 @@ class WebhookService:
         return {"status": "ok", "pending": pending, "dead": dead,
                 "unauthorized": counts.get("unauthorized", 0),
                 "requests": {k: counts.get(k, 0) for k in
-                             ("queued", "already_delivered", "rejected", "unauthorized",
-                              "failed")},
+                             ("queued", "already_delivered", "refused_before", "rejected",
+                              "unauthorized", "failed")},
                 "qalita": redact_url(self.settings.endpoint) if self.settings else None,
                 "last_problem": self.last_problem}
 

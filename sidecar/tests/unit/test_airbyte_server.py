@@ -261,3 +261,24 @@ def test_health_shows_no_credentials_of_the_endpoint(tmp_path, qalita_server):
         assert log[-1] == f"airbyte: a problem with {shown.split('?')[0]} and ***"
     finally:
         http.stop(grace_s=1)
+
+
+def test_an_event_qalita_refused_is_not_spooled_again(tmp_path, qalita_server, running):
+    qalita_server.fail("/api/v2/jobs/create", 422)
+    app = running()
+    assert app.post(notification()).status_code == 202
+    wait_until(lambda: app.service.health()["dead"] == 1, what="the refusal")
+    wait_until(lambda: pending(tmp_path) == [], what="the pending entry to move to dead/")
+    replay = app.post(notification())
+    assert replay.status_code == 200 and replay.json()["status"] == "refused_before"
+    assert "dead" in replay.json()["detail"]
+    assert pending(tmp_path) == []
+    assert app.service.health()["requests"]["refused_before"] == 1
+    # another sync still goes through
+    assert app.post(notification(job_id=77)).status_code == 202
+    wait_until(lambda: finished_jobs_named(qalita_server, "(job 77)"), what="the other sync")
+
+
+def finished_jobs_named(server, part):
+    return [j for j in server.received.jobs.values()
+            if part in j.name and j.status in ("succeeded", "failed")]
