@@ -253,6 +253,7 @@ def test_idle_and_trickling_connections_are_dropped(tmp_path, qalita_server, ser
         slow.settimeout(5)
         assert slow.recv(100) == b""
         dropped_after = time.monotonic() - began
+    print(f"a trickling client dropped after {dropped_after:.1f}s (--read-timeout 1)")
     assert dropped_after < 3
     idle.settimeout(5)
     assert idle.recv(100) == b""  # closed by the server, with no answer
@@ -282,6 +283,7 @@ def test_sigterm_exits_in_seconds_with_idle_connections_open(tmp_path, qalita_se
     partial.sendall(b"POST /airbyte/webhook HTTP/1.1\r\nHost: x\r\n")
     time.sleep(0.3)
     took = app.stop()
+    print(f"SIGTERM with 22 connections open: exited in {took:.2f}s")
     assert took < 5, f"SIGTERM took {took:.1f}s"
     assert app.proc.returncode == 0
     assert "1 event(s) wait in" in app.stderr
@@ -300,6 +302,7 @@ def test_sigterm_during_a_slow_delivery_exits_in_seconds_and_the_job_is_finished
     assert requests.post(app.hook, json=notification(), timeout=10).status_code == 202
     wait_until(lambda: qalita_server.received.uploads["metrics"], what="the slow upload")
     took = app.stop()
+    print(f"SIGTERM during a slow upload: exited in {took:.2f}s")
     assert took < 6, f"SIGTERM took {took:.1f}s"
     assert app.proc.returncode == 0
     # the entry waits, with the job id noted beside it
