@@ -5,20 +5,10 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-from testkit import BIN, REPO, make_project, require_postgres
+from testkit import BIN, REPO, require_postgres
 
-from .consumer import write_consumer
-
-
-def consumer_project(tmp_path, target, **kwargs):
-    root = write_consumer(tmp_path / "consumer", **kwargs)
-    project = make_project(tmp_path, target, project_dir=root)
-    project.run("deps")
-    return project
-
-
-def schema(project) -> str:
-    return "main_qalita" if project.target == "dev" else "public_qalita"
+from .consumer import consumer_project
+from .consumer import results_schema as schema
 
 
 def counts(project) -> tuple[int, int]:

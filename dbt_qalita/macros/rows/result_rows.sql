@@ -21,8 +21,12 @@
   {%- set statuses = {'pass': 'passed', 'success': 'passed', 'no-op': 'passed', 'warn': 'warned',
                       'fail': 'failed', 'error': 'errored', 'runtime error': 'errored',
                       'skipped': 'skipped'} -%}
-  {%- set no_test = [none] * 8 -%}
-  {%- set no_freshness = [none] * 4 -%}
+  {#- the test and freshness parts of a row, as long as their column runs in result_columns() -#}
+  {%- set columns = qalita.result_columns() -%}
+  {%- set no_test = [none] * (qalita.column_position(columns, 'attached_node')
+                              - qalita.column_position(columns, 'severity') + 1) -%}
+  {%- set no_freshness = [none] * (qalita.column_position(columns, 'freshness_criteria')
+                                   - qalita.column_position(columns, 'max_loaded_at') + 1) -%}
   {%- set rows = [] -%}
   {#- Every `a.b` costs a sandboxed getattr (the bulk of a row's time): each is read once. -#}
   {%- for result in results -%}
@@ -41,12 +45,19 @@
     {%- set relation_name = node.relation_name -%}
     {%- set test = no_test -%}
     {%- if resource_type == 'test' or resource_type == 'unit_test' -%}
-      {#- singular tests and unit tests have neither test_metadata nor column_name; source tests and
-          unit tests carry no attached_node: their first dependency is the subject -#}
+      {#- singular tests and unit tests have neither test_metadata nor column_name. A unit test's
+          subject is the model it tests, tested_node_unique_id (the compiled unit test's
+          depends_on lists its fixture inputs); source and singular tests carry no attached_node:
+          their first dependency is the subject -#}
       {%- set meta = (node.test_metadata or none) if resource_type == 'test' else none -%}
-      {%- set attached = node.attached_node if meta else none -%}
+      {%- if resource_type == 'unit_test' -%}
+        {%- set attached = node.tested_node_unique_id -%}
+      {%- else -%}
+        {%- set attached = node.attached_node if meta else none -%}
+      {%- endif -%}
       {%- if not attached -%}{%- set attached = (node.depends_on.nodes or [none])[0] -%}{%- endif -%}
       {%- set severity = cfg.severity -%}
+      {#- severity warn_if error_if test_name test_namespace test_type column_name attached_node -#}
       {%- set test = [
           (severity | lower) if severity else none, cfg.warn_if, cfg.error_if,
           meta.name if meta else node.name, meta.namespace if meta else none,
@@ -59,23 +70,32 @@
       {%- set max_loaded_at = result.max_loaded_at -%}
       {%- set snapshotted_at = result.snapshotted_at -%}
       {%- set age = result.age -%}
+      {#- max_loaded_at, snapshotted_at, age, freshness_criteria -#}
       {%- set freshness = [
           qalita.ts(max_loaded_at) if max_loaded_at is defined else none,
           qalita.ts(snapshotted_at) if snapshotted_at is defined else none,
           age if age is defined else none,
           tojson(node.freshness.to_dict()) if node.freshness else none] -%}
     {%- endif -%}
+    {#- in result_columns() order: invocation_id unique_id resource_type name package_name status
+        status_normalised failures rows_affected message execution_time started_at completed_at
+        thread_id, the test part, tags materialization relation_name, the freshness part,
+        recorded_at. Control characters in any text are handled once per chunk (write/encode.sql). -#}
     {%- do rows.append([
         invocation_id, node.unique_id, resource_type, node.name, node.package_name, status,
         'failed' if status == 'error' and resource_type == 'source' else statuses.get(status, status),
         result.failures, (result.adapter_response or {}).get('rows_affected'),
-        message.replace('\x00', '') if message is string else message,
-        result.execution_time, (started | string) if started else none,
+        message, result.execution_time, (started | string) if started else none,
         (completed | string) if completed else none, result.thread_id]
       + test + [node.tags or [], cfg.materialized if cfg else none,
                 relation_name if relation_name is defined else none]
       + freshness + [recorded_at]) -%}
     {%- endif -%}
   {%- endfor -%}
+  {#- a row builder out of step with the column list would shift every column after the slip -#}
+  {%- if rows and rows[0] | length != columns | length -%}
+    {%- do exceptions.raise_compiler_error('qalita: a result row has ' ~ rows[0] | length ~ ' values for '
+                                           ~ columns | length ~ ' columns') -%}
+  {%- endif -%}
   {{ return(rows) }}
 {% endmacro %}

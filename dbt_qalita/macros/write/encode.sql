@@ -4,10 +4,28 @@
     parser's work constant per chunk (multi-row VALUES is what makes DuckDB slow), and JSON escaping
     plus the two substitutions in sql_json() mean no name or message can close the literal. -#}
 
+{#- Control characters \x00-\x1f other than tab, newline and carriage return are stored as U+FFFD
+    (the Unicode replacement character), on both adapters and in every text column: PostgreSQL text
+    cannot hold NUL at all (jsonb refuses the whole literal), and one rule for both keeps the tables
+    alike. A lone UTF-16 surrogate (from undecodable bytes) becomes U+FFFD for the same reason.
+    tojson writes these characters as \u00XX, \b or \f; an escaped backslash (`\\`) is first set aside
+    as \x01, which JSON text cannot contain raw, so that `\\u0000` (a backslash followed by the text
+    "u0000") is left as it is. -#}
+{% macro replace_control_characters(rows_json) %}
+  {%- if '\\u' not in rows_json and '\\b' not in rows_json and '\\f' not in rows_json -%}
+    {{ return(rows_json) }}
+  {%- endif -%}
+  {%- set escape = '~(?:u00(?:0[0-8bcef]|1[0-9a-f])|[bf]|ud[89ab][0-9a-f]{2}(?!~ud[c-f][0-9a-f]{2})'
+                   ~ '|(?<!~ud[89ab][0-9a-f]{2}~)ud[c-f][0-9a-f]{2})' -%}
+  {%- set pattern = escape.replace('~', '\\\\') -%}
+  {%- set text = modules.re.sub(pattern, '\\\\ufffd', rows_json.replace('\\\\', '\x01')) -%}
+  {{ return(text.replace('\x01', '\\\\')) }}
+{% endmacro %}
+
 {% macro sql_json(rows_json) %}
   {#- `'` and `$` only ever occur inside JSON strings, where \u0027 / \u0024 decode to the same
       characters: the literal can then contain neither a quote nor a dollar-quote delimiter. -#}
-  {{ return(rows_json.replace("'", "\\u0027").replace("$", "\\u0024")) }}
+  {{ return(qalita.replace_control_characters(rows_json).replace("'", "\\u0027").replace("$", "\\u0024")) }}
 {% endmacro %}
 
 {% macro chunk_rows(rows) %}
@@ -44,28 +62,4 @@
   {%- endfor -%}
   {%- if current -%}{%- do chunks.append('[' ~ current | join(',') ~ ']') -%}{%- endif -%}
   {{ return(chunks) }}
-{% endmacro %}
-
-{#- insert_json_sql(relation, columns, rows_json): called through
-    adapter.dispatch('insert_json_sql', 'qalita'); rows_json is a JSON array of row lists. -#}
-
-{% macro default__insert_json_sql(relation, columns, rows_json) %}
-  {#- jsonb, parsed once: on json every ->> would re-parse the element (7x slower for 1,000 rows) -#}
-  {%- set casts = {'text': '', 'int': '::integer', 'bigint': '::bigint',
-                   'double': '::double precision', 'timestamp': '::timestamp'} -%}
-  {%- set picks = [] -%}
-  {%- for name, kind in columns -%}{%- do picks.append('(r->>' ~ loop.index0 ~ ')' ~ casts[kind]) -%}{%- endfor -%}
-  {{ return('insert into ' ~ relation ~ ' (' ~ columns | map(attribute=0) | join(', ') ~ ') select '
-            ~ picks | join(', ') ~ " from jsonb_array_elements('" ~ qalita.sql_json(rows_json) ~ "'::jsonb) as e(r)") }}
-{% endmacro %}
-
-{% macro duckdb__insert_json_sql(relation, columns, rows_json) %}
-  {#- every value is read as VARCHAR (a JSON list as its JSON text), then cast by position -#}
-  {%- set picks = [] -%}
-  {%- for name, kind in columns -%}
-    {%- do picks.append('r[' ~ loop.index ~ ']' if kind == 'text' else 'cast(r[' ~ loop.index ~ '] as ' ~ kind ~ ')') -%}
-  {%- endfor -%}
-  {{ return('insert into ' ~ relation ~ ' (' ~ columns | map(attribute=0) | join(', ') ~ ') select '
-            ~ picks | join(', ') ~ " from (select unnest(from_json('" ~ qalita.sql_json(rows_json)
-            ~ "', '[[\"VARCHAR\"]]')) as r)") }}
 {% endmacro %}

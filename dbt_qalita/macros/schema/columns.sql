@@ -1,6 +1,7 @@
-{#- The shape of the two tables. Adding a column here is a schema migration: ddl_statements adds
+{#- The shape of the two tables. Adding a column here is a schema migration: the writers add
     missing columns to existing tables, so rows written by older package versions stay valid.
-    Add it at the same position in the row builders, and bump schema_version() with every change. -#}
+    Add it at the same position in the row builders (rows/), and bump schema_version() with every
+    change. -#}
 
 {% macro schema_version() %}{{ return(1) }}{% endmacro %}
 
@@ -34,6 +35,12 @@
     materialization:text relation_name:text
     max_loaded_at:timestamp snapshotted_at:timestamp age:double
     freshness_criteria:text recorded_at:timestamp')) }}
+{% endmacro %}
+
+{#- Where `name` sits in a row of `columns` (the row builders and the counts read positions from
+    here, never from a literal number). -#}
+{% macro column_position(columns, name) %}
+  {{ return((columns | map(attribute=0) | list).index(name)) }}
 {% endmacro %}
 
 {% macro split_columns(spec) %}
