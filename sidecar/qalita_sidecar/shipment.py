@@ -35,6 +35,12 @@ class Scope:
         return cls(data["perimeter"], data["value"], cls.from_json(parent) if parent else None)
 
 
+def column_scope(dataset: Scope, column: str) -> Scope:
+    """A column's scope as QALITA's packs write it: directly under its dataset, the dataset's own
+    parent left out (`column > dataset`, never `column > dataset > database`)."""
+    return Scope("column", column, Scope(dataset.perimeter, dataset.value))
+
+
 @dataclass(frozen=True)
 class Metric:
     key: str

@@ -34,6 +34,7 @@ BACKOFF_CAP_S = 30.0
 ANSWER_CHARS = 2000
 SIGNIN_REDIRECTS = 3  # same-origin 307/308 only: the form holds QALITA_PASSWORD
 LOGS_ASSET = {"version": "1.0.0", "bucket": "logs", "type": "log", "description": "job logs"}
+LOGS_VERSIONS = 10  # of one job's logs asset, tried in turn on 409
 
 
 class QalitaError(Exception):
@@ -115,6 +116,7 @@ class QalitaClient:
         self._sources: list[dict[str, Any]] | None = None
         self._registry: tuple[int | None] | None = None  # (id,) once asked; (None,): no registry
         self._packs: dict[tuple[int, int], str | None] = {}  # (pack, version) -> problem
+        self.attempts = 0  # of the last request: more than 1 means it may have been served twice
 
     def __repr__(self) -> str:
         return f"<QalitaClient {self.settings.endpoint}>"
@@ -131,8 +133,8 @@ class QalitaClient:
     def version(self) -> str:
         return str(self._call("GET", "/api/v1/version").json().get("version"))
 
-    def find_source(self, name: str, type: str) -> int | None:
-        if self._sources is None:
+    def find_source(self, name: str, type: str, fresh: bool = False) -> int | None:
+        if self._sources is None or fresh:
             r = self._call("GET", "/api/v2/sources")
             self._sources = [] if r.status_code == 204 else list(_json(r, "GET /api/v2/sources"))
         for source in self._sources:
@@ -209,17 +211,21 @@ class QalitaClient:
 
     def upload_logs(self, name: str, text: str) -> int | None:
         """Upload a job's log as an asset (as QALITA's client does); its id, None when QALITA has
-        no registry or already holds these logs (409)."""
+        no registry. A 409 means an attempt that died before noting the id stored this version:
+        the log goes up again as the next version (its id is what the job needs)."""
         registry = self.registry_id()
         if registry is None:
             return None
-        query = {"registry_id": registry, "name": name, **LOGS_ASSET}
-        r = self._call("POST", "/api/v1/assets/upload", params=query, step="logs",
-                       files={"file": ("logs.txt", text.encode("utf-8"), "text/plain")},
-                       conflict_ok=True)
-        if r.status_code == 409:
-            return None
-        return _int_or_none(_json(r, "POST /api/v1/assets/upload").get("id"))
+        for n in range(LOGS_VERSIONS):
+            query = {"registry_id": registry, "name": name, **LOGS_ASSET, "version": f"1.0.{n}"}
+            r = self._call("POST", "/api/v1/assets/upload", params=query,
+                           step="logs" if n == 0 else f"logs-{n}",
+                           files={"file": ("logs.txt", text.encode("utf-8"), "text/plain")},
+                           conflict_ok=True)
+            if r.status_code != 409:
+                return _int_or_none(_json(r, "POST /api/v1/assets/upload").get("id"))
+        log.info("QALITA holds %d versions of the logs of %s already", LOGS_VERSIONS, name)
+        return None
 
     def upload(self, kind: str, items: list[dict[str, Any]], ids: Ids) -> bool:
         """Upload one file; True if stored now, False if QALITA already had it (409)."""
@@ -283,6 +289,7 @@ class QalitaClient:
             headers["Idempotency-Key"] = key
         attempt = 0
         while True:
+            self.attempts = attempt + 1
             remaining = deadline - self._clock()
             if remaining <= 0:
                 raise Unavailable(f"{what}: no answer from QALITA at {s.endpoint} within the "

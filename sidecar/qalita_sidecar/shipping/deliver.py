@@ -21,6 +21,7 @@ refusal in its logs asset, before the shipment goes to dead/.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -122,9 +123,8 @@ def _send(client: QalitaClient, outbox: Outbox, shipment: Shipment, ids_known: d
     client.check_pack(ids)
     source_id = ids.source_id or ids_known.get("source_id")
     if source_id is None:
-        description = f"Results of {shipment.origin} runs, shipped by qalita-sidecar"
         source_id = client.find_source(shipment.source_name, shipment.source_type) \
-            or client.publish_source(shipment.source_name, shipment.source_type, description)
+            or _publish_once(client, outbox, shipment)
         outbox.note(key, source_id=source_id)
     ids = dataclasses.replace(ids, source_id=source_id)
     attempt.ids = ids
@@ -137,6 +137,8 @@ def _send(client: QalitaClient, outbox: Outbox, shipment: Shipment, ids_known: d
         # noted first: a kill before the answer leaves the trace that sends the replay looking
         outbox.note(key, job_requested_at=int(time.time()))
         job_id = client.create_job(shipment.qalita_job_name, ids, shipment.job.started_at)
+        # a creation retried after a lost answer may have made a job on the first try too
+        searched = searched or client.attempts > 1
         outbox.note(key, job_id=job_id)
     attempt.job_id = job_id
     files = shipment.files()
@@ -155,6 +157,19 @@ def _send(client: QalitaClient, outbox: Outbox, shipment: Shipment, ids_known: d
             jobs = []
         _fail_orphans(client, shipment, jobs, job_id)
     return job_id
+
+
+def _publish_once(client: QalitaClient, outbox: Outbox, shipment: Shipment) -> int:
+    """Publish the source, or find it published meanwhile: under a lock per source name, so two
+    processes shipping two runs of one source never publish it twice."""
+    name, type_ = shipment.source_name, shipment.source_type
+    lock = "source-" + hashlib.sha256(f"{type_}\x1f{name}".encode()).hexdigest()[:40]
+    with outbox.lock(lock, client.settings.deadline_s + LOCK_SLACK_S):
+        found = client.find_source(name, type_, fresh=True)
+        if found is not None:
+            return found
+        description = f"Results of {shipment.origin} runs, shipped by qalita-sidecar"
+        return client.publish_source(name, type_, description)
 
 
 def _upload_log(client: QalitaClient, outbox: Outbox, shipment: Shipment, text: str) -> int | None:
@@ -200,8 +215,8 @@ def _deliver_one(entry: Entry, client: QalitaClient, outbox: Outbox,
         _remove(outbox, key)
         return Outcome(key, "already_delivered", "already in the ledger", entry.job_id), None
     if not entry.path.exists():
-        if outbox.dead_path(key).exists():
-            ledger.release(key)
+        if outbox.refused(key):
+            _release(ledger, key)
             return Outcome(key, "dead", f"QALITA refused it; see {outbox.dead_path(key)}"), None
         outbox.put_held(shipment)  # gone without a ledger row: spool it again, then ship
     ids_known = {**entry.ids, **outbox.noted(key)}
@@ -306,7 +321,7 @@ def ship(shipments: Iterable[Shipment], settings: Settings | None, outbox: Outbo
     for shipment in shipments:
         if ledger.shipped(shipment.key):
             outcome = Outcome(shipment.key, "already_delivered", "already in the ledger")
-        elif outbox.dead_path(shipment.key).exists():
+        elif outbox.refused(shipment.key):
             outcome = Outcome(shipment.key, "dead", "QALITA refused it before; see "
                               f"{outbox.dead_path(shipment.key)} (move it to pending/ to retry)")
         else:

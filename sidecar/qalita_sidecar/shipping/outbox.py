@@ -358,15 +358,18 @@ class Outbox:
 
     def _entry(self, path: Path, data: dict[str, Any]) -> Entry:
         ids = self._ids(path, data)
+        queued_at_ns = _int_field(data, "queued_at_ns", path) or 0
         try:
             shipment = Shipment.from_json(data["shipment"])
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise OutboxError(f"outbox entry {path} is unreadable ({exc!r})") from exc
+        except KeyError as exc:
+            raise OutboxError(f"outbox entry {path} is unreadable (the shipment has no "
+                              f"{exc.args[0]!r})") from exc
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise OutboxError(f"outbox entry {path} is unreadable ({exc})") from exc
         if shipment.key != path.name.removesuffix(".json"):
             raise OutboxError(f"outbox entry {path} holds the shipment of another key "
                               f"({shipment.key[:12]}...)")
-        return Entry(path, shipment, _int_field(data, "queued_at_ns", path) or 0,
-                     ids.get("source_id"), ids.get("job_id"), ids)
+        return Entry(path, shipment, queued_at_ns, ids.get("source_id"), ids.get("job_id"), ids)
 
     def scan(self) -> tuple[list[Entry], list[SetAside]]:
         """Pending entries, oldest first (by the time they were spooled, then by key), and those
@@ -407,6 +410,8 @@ class Outbox:
             os.replace(path, target)
             _fsync_dir(self.dead_dir)
             _fsync_dir(self.pending_dir)
+        except FileNotFoundError:
+            pass  # another process set it aside (or shipped a fresh copy) meanwhile
         except OSError as exc:
             raise OutboxError(f"outbox entry {path}: cannot move it to {self.dead_dir} "
                               f"({exc.strerror}); it is unreadable: {reason}") from exc
@@ -451,10 +456,18 @@ class Outbox:
         target = self.dead_path(key)
         try:
             _write_atomic(target, _dumps(data, indent=True))
+            # a refusal now: whatever was set aside under this key before is replaced
+            (self.dead_dir / f"{self.path(key).stem}{REASON_SUFFIX}").unlink(missing_ok=True)
         except OSError as exc:
             raise OutboxError(f"outbox {target}: cannot write ({exc.strerror})") from exc
         self.remove(key)
         return target
+
+    def refused(self, key: str) -> bool:
+        """QALITA refused this key's shipment (in dead/ with its answer). An entry only set aside
+        as unreadable is no refusal: a readable copy of that shipment may be sent."""
+        return self.dead_path(key).exists() and \
+            not (self.dead_dir / f"{self.path(key).stem}{REASON_SUFFIX}").exists()
 
     def dead(self) -> list[Path]:
         if not self.dead_dir.is_dir():

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 
 import pytest
@@ -102,3 +103,95 @@ def test_a_duckdb_file_locked_by_a_running_dbt_gives_one_line(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_an_edited_ledger_line_is_reported_with_its_number_not_skipped(tmp_path):
+    path = tmp_path / "ledger.jsonl"
+    ledger = FileLedger(path)
+    a, b = make_shipment("a"), make_shipment("b")
+    ledger.record(a, 1)
+    ledger.record(b, 2)
+    lines = path.read_text().splitlines()
+    path.write_text(lines[0] + "\n" + lines[1].replace('"key"', '"kee"') + "\n")
+    with pytest.raises(LedgerError) as err:
+        FileLedger(path).shipped(b.key)
+    assert str(err.value).startswith(f"ledger {path} line 2 does not parse")
+    assert "\n" not in str(err.value)
+
+
+def test_invalid_utf8_in_the_ledger_is_one_line_naming_the_file(tmp_path):
+    path = tmp_path / "ledger.jsonl"
+    path.write_bytes(b'{"key": "caf\xe9"}\n')
+    with pytest.raises(LedgerError) as err:
+        FileLedger(path).keys()
+    assert str(err.value).startswith(f"ledger {path} line 1 is not UTF-8")
+
+
+def test_a_torn_last_line_is_left_out_then_cut_off_by_the_next_record(tmp_path):
+    path = tmp_path / "ledger.jsonl"
+    a, b = make_shipment("a"), make_shipment("b")
+    FileLedger(path).record(a, 1)
+    with open(path, "ab") as fh:
+        fh.write(b'{"key": "half')  # a kill mid-append: that shipment was never recorded
+    assert FileLedger(path).keys() == {a.key}
+    FileLedger(path).record(b, 2)
+    assert [json.loads(x)["key"] for x in path.read_text().splitlines()] == [a.key, b.key]
+
+
+def test_a_claim_sees_what_another_process_appended_since(tmp_path):
+    path = tmp_path / "ledger.jsonl"
+    mine, other = FileLedger(path), FileLedger(path)
+    s = make_shipment()
+    assert mine.shipped(s.key) is False  # read (and cached) before the other process shipped it
+    other.record(s, 9)
+    assert mine.claim(s).shipped is True
+
+
+def test_warehouse_claims_exclude_a_live_holder_and_take_over_a_dead_one(target):
+    from qalita_sidecar.shipping.ledger import CLAIMS, ClaimHeld
+
+    schema = f"{target.schema}_qalita"
+    s = make_shipment()
+    here = WarehouseLedger(target, schema, local="/box/a")
+    first = here.claim(s)
+    assert (first.shipped, first.taken_over) == (False, False)
+    # another machine, while the claim is fresh: held
+    there = WarehouseLedger(target, schema, local="/box/a")
+    there.local, there.me = "other-host:/box/a", "other-host:/box/a|1|x"
+    with pytest.raises(ClaimHeld, match="being shipped from .*:/box/a since"):
+        there.claim(s)
+    # this machine and outbox again, a later process: its local lock says the holder is gone
+    later = WarehouseLedger(target, schema, local="/box/a")
+    later.me = later.me + "-later"
+    assert later.claim(s).taken_over is True
+    # a claim older than the stale bound is taken over from anywhere
+    there.stale_s = 0
+    time.sleep(1.1)
+    assert there.claim(s).taken_over is True
+    there.record(s, 5)
+    assert _claims(target, schema, CLAIMS) == []  # the row ended the claim
+    assert WarehouseLedger(target, schema).claim(s).shipped is True
+
+
+def test_a_released_claim_is_free_again(target):
+    from qalita_sidecar.shipping.ledger import CLAIMS
+
+    schema = f"{target.schema}_qalita"
+    s = make_shipment()
+    ledger = WarehouseLedger(target, schema, local="/box/b")
+    ledger.claim(s)
+    ledger.release(s.key)
+    assert _claims(target, schema, CLAIMS) == []
+    other = WarehouseLedger(target, schema, local="/box/b")
+    other.local, other.me = "elsewhere:/box/b", "elsewhere:/box/b|2|y"
+    assert other.claim(s).taken_over is False
+
+
+def _claims(target, schema, table):
+    con = connect(target)
+    try:
+        cur = con.cursor()
+        cur.execute(f'select shipment_key from "{schema}".{table}')
+        return cur.fetchall()
+    finally:
+        con.close()

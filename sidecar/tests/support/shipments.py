@@ -9,16 +9,17 @@ from qalita_sidecar.shipment import (
     SchemaEntry,
     Scope,
     Shipment,
+    column_scope,
     idempotency_key,
 )
 
-DB = Scope("database", "shop")
+DB = Scope("database", "shop")  # named after the QALITA source, as QALITA's packs do
 
 
 def make_shipment(invocation: str = "inv-1", project: str = "shop", env: str = "ci",
                   failed: int = 1, status: str = "succeeded") -> Shipment:
     orders = Scope("dataset", "orders", DB)
-    amount = Scope("column", "amount", orders)
+    amount = column_scope(orders, "amount")
     passed = 3
     score = f"{passed / (passed + failed):.2f}"
     recs = tuple(

@@ -364,3 +364,164 @@ def test_progress_is_told_of_each_shipment(qalita_server, box, ledger):
     ship(shipments[:1], settings_for(qalita_server), box, ledger)
     outcomes = ship(shipments, settings_for(qalita_server), box, ledger, progress=seen.append)
     assert seen == outcomes and [o.status for o in seen] == ["already_delivered", "delivered", "delivered"]
+
+
+# -- what QALITA's own client does, and recovery --------------------------------------------------
+
+def test_the_recorded_shipment_keeps_to_the_contract(qalita_server, box, ledger):
+    """A green run (nothing to recommend): no empty file, its log as the job's logs asset, one key
+    per request; what was recorded is what the contract describes."""
+    green = make_shipment("green", failed=0)
+    red = make_shipment("red", failed=2, status="failed")
+    outcomes = ship([green, red], settings_for(qalita_server), box, ledger)
+    assert [o.status for o in outcomes] == ["delivered", "delivered"]
+    r = qalita_server.received
+    assert_delivered_once(qalita_server, [green, red])
+    # no `[]` anywhere; the green run sent no recommendations file at all
+    assert all(u.items for kind in r.uploads.values() for u in kind)
+    assert [u.idempotency_key for u in r.uploads["recommendations"]] == [f"{red.key}:recommendations"]
+    # the logs asset as QALITA's client sends it: file part, registry from the registry list
+    assert len(r.calls("GET", "/api/v2/registries")) == 1  # asked once for the run
+    for s in (green, red):
+        (job,) = [j for j in r.jobs.values() if j.name == s.qalita_job_name]
+        asset = r.assets[job.logs_id]
+        assert (asset.registry_id, asset.version, asset.description, asset.filename) == \
+            (1, "1.0.0", "job logs", "logs.txt")
+        assert s.job.name in asset.text and f"{s.job.status}" in asset.text
+    assert "[high] Checks Failed: Test not_null_orders_amount_0 failed" in r.assets[
+        [j for j in r.jobs.values() if j.name == red.qalita_job_name][0].logs_id].text
+    # every write's key is its own; none is repeated across requests or shipments
+    keys = [q.idempotency_key for q in r.requests if q.method in ("POST", "PUT")]
+    assert len(keys) == len(set(keys)) and all(k.rsplit(":", 1)[0] in (green.key, red.key) for k in keys)
+
+
+def test_a_refused_upload_finishes_the_job_failed_with_the_reason_in_its_log_then_dead(qalita_server, box, ledger):
+    qalita_server.fail(UPLOADS.format("metrics"), 422, body='{"detail": "metrics[3]: unknown scope"}')
+    s = make_shipment()
+    outcomes = ship([s], settings_for(qalita_server), box, ledger)
+    assert [o.status for o in outcomes] == ["dead"] and exit_code(outcomes) == 1
+    (job,) = qalita_server.received.jobs.values()
+    assert job.statuses == ["running", "failed"]  # never left running
+    log = qalita_server.received.assets[job.logs_id].text
+    assert log.startswith(s.log.rstrip()) and "metrics[3]: unknown scope" in log
+    assert str(box.dead_path(s.key)) in log
+    data = json.loads(box.dead_path(s.key).read_text())
+    assert data["job_id"] == job.id and "unknown scope" in data["dead_reason"]
+    # fixed and moved back: the same job is reused and ends succeeded
+    box.dead_path(s.key).rename(box.path(s.key))
+    assert [o.status for o in flush(settings_for(qalita_server), box, ledger)] == ["delivered"]
+    assert len(qalita_server.received.jobs) == 1 and job.status == "succeeded"
+
+
+def test_a_409_on_a_request_other_than_an_upload_keeps_the_shipment_pending(qalita_server, box, ledger):
+    qalita_server.fail("/api/v2/jobs/create", 409, body='{"detail": "job being created"}')
+    s = make_shipment()
+    outcomes = ship([s], settings_for(qalita_server), box, ledger)
+    assert [o.status for o in outcomes] == ["queued"] and exit_code(outcomes) == 75
+    assert "409" in outcomes[0].detail and box.dead() == [] and box.pending() == [s]
+    assert [o.status for o in flush(settings_for(qalita_server), box, ledger)] == ["delivered"]
+    assert_delivered_once(qalita_server, [s])
+
+
+def test_a_lost_job_creation_answer_does_not_leave_a_running_job(qalita_server, box, ledger):
+    # QALITA creates the job but answers after the client gave up; the client's retry makes a
+    # second one: the first is found by its name and finished failed, the second delivered.
+    qalita_server.fail("/api/v2/jobs/create", delay_s=2.5)
+    s = make_shipment()
+    outcomes = ship([s], settings_for(qalita_server, QALITA_TIMEOUT="1"), box, ledger)
+    assert [o.status for o in outcomes] == ["delivered"]
+    jobs = sorted(qalita_server.received.jobs.values(), key=lambda j: j.id)
+    assert qalita_server.running_jobs() == []
+    assert [j.status for j in jobs if j.id == outcomes[0].job_id] == ["succeeded"]
+    assert all(j.statuses == ["running", "failed"] for j in jobs if j.id != outcomes[0].job_id)
+
+
+class DiesNotingTheJob(Outbox):
+    """An outbox whose first job-id note never happens: a kill right after the job creation."""
+
+    died = False
+
+    def note(self, key, **ids):
+        if "job_id" in ids and not self.died:
+            self.died = True
+            raise KeyboardInterrupt("killed before the job id was written")
+        super().note(key, **ids)
+
+
+def test_a_kill_before_the_job_id_is_written_finds_the_job_again(qalita_server, tmp_path, ledger):
+    s = make_shipment()
+    with pytest.raises(KeyboardInterrupt):
+        ship([s], settings_for(qalita_server), DiesNotingTheJob(tmp_path / "outbox"), ledger)
+    (job,) = qalita_server.received.jobs.values()
+    assert job.status == "running"
+    box = Outbox(tmp_path / "outbox")
+    assert box.noted(s.key).get("job_id") is None and box.noted(s.key)["job_requested_at"] > 0
+    outcomes = flush(settings_for(qalita_server), box, ledger)
+    assert [(o.status, o.job_id) for o in outcomes] == [("delivered", job.id)]
+    assert len(qalita_server.received.jobs) == 1 and job.statuses == ["running", "succeeded"]
+    assert_delivered_once(qalita_server, [s])
+
+
+def test_a_corrupt_entry_among_healthy_ones_is_set_aside_and_the_rest_is_sent(qalita_server, box, ledger):
+    shipments = [make_shipment(f"inv-{i}") for i in range(3)]
+    for s in shipments:
+        box.put(s)
+    bad = box.path(shipments[1].key)
+    bad.write_bytes(b'{"queued_at_ns": 1, "shipment": {"key": \xff')
+    (box.pending_dir / f".{bad.name}.999999999.tmp").write_text("left by a kill")
+    outcomes = flush(settings_for(qalita_server), box, ledger)
+    by_key = {o.key: o for o in outcomes}
+    assert by_key[shipments[1].key].status == "dead"
+    assert str(bad) in by_key[shipments[1].key].detail and "unreadable" in by_key[shipments[1].key].detail
+    assert [by_key[s.key].status for s in (shipments[0], shipments[2])] == ["delivered", "delivered"]
+    assert_delivered_once(qalita_server, [shipments[0], shipments[2]])
+    assert sorted(p.name for p in box.pending_dir.iterdir()) == []  # the .tmp went too
+    assert box.dead() == [box.dead_dir / bad.name] and exit_code(outcomes) == 1
+
+
+def test_sign_in_follows_no_redirect_to_another_origin(qalita_server, box, ledger):
+    from contract_server import ContractServer
+
+    elsewhere = ContractServer()
+    elsewhere.start()
+    try:
+        target = f"{elsewhere.url}/api/v1/auth/signin"
+        qalita_server.fail("/api/v1/auth/signin", 307, headers={"Location": target})
+        env = {k: v for k, v in qalita_server.env().items() if k != "QALITA_WORKER_TOKEN"}
+        settings = load_settings({**env, "QALITA_USERNAME": qalita_server.username,
+                                  "QALITA_PASSWORD": "the-password-9d1e"})
+        outcomes = ship([make_shipment()], settings, box, ledger)
+        (o,) = outcomes
+        assert o.status == "queued" and "not followed" in o.detail
+        assert f"redirecting to http://127.0.0.1:{elsewhere.port}" in o.detail
+        assert "the-password-9d1e" not in o.detail and "\n" not in o.detail
+        assert elsewhere.received.requests == [] and elsewhere.received.signins == []
+    finally:
+        elsewhere.stop()
+
+
+def test_sign_in_follows_a_redirect_on_the_same_origin(qalita_server, box, ledger):
+    qalita_server.fail("/api/v1/auth/signin", 308,
+                       headers={"Location": f"{qalita_server.url}/api/v1/auth/signin?again=1"})
+    env = {k: v for k, v in qalita_server.env().items() if k != "QALITA_WORKER_TOKEN"}
+    settings = load_settings({**env, "QALITA_USERNAME": qalita_server.username,
+                              "QALITA_PASSWORD": qalita_server.password})
+    assert [o.status for o in ship([make_shipment()], settings, box, ledger)] == ["delivered"]
+    assert [r.status for r in qalita_server.received.calls("POST", "/api/v1/auth/signin")] == [308, 200]
+
+
+def test_a_server_without_a_registry_still_finishes_every_job(qalita_server, box, ledger):
+    qalita_server.registries.clear()
+    s = make_shipment()
+    assert [o.status for o in ship([s], settings_for(qalita_server), box, ledger)] == ["delivered"]
+    (job,) = qalita_server.received.jobs.values()
+    assert job.status == "succeeded" and job.logs_id is None
+    assert qalita_server.received.calls("POST", "/api/v1/assets/upload") == []
+
+
+def test_a_refused_logs_asset_never_holds_up_the_results(qalita_server, box, ledger):
+    qalita_server.fail("/api/v1/assets/upload", 413, body='{"detail": "too large"}')
+    s = make_shipment()
+    assert [o.status for o in ship([s], settings_for(qalita_server), box, ledger)] == ["delivered"]
+    (job,) = qalita_server.received.jobs.values()
+    assert job.status == "succeeded" and job.logs_id is None

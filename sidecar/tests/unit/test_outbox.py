@@ -277,3 +277,16 @@ def test_a_shipment_is_not_read_back_while_it_ships(qalita_server, tmp_path, mon
     outcomes = ship([s], load_settings(qalita_server.env()), box, FileLedger(tmp_path / "l.jsonl"))
     assert [o.status for o in outcomes] == ["delivered"] and qalita_server.received.rejected == []
     assert loads == [] and list(box.pending_dir.iterdir()) == []
+
+
+def test_an_entry_set_aside_as_unreadable_is_no_refusal(tmp_path):
+    box = Outbox(tmp_path)
+    s = make_shipment()
+    path = box.put(s)
+    path.write_text("{")
+    box.scan()
+    assert box.dead_path(s.key).exists() and not box.refused(s.key)
+    box.put(s)  # this run's readable copy is spooled again
+    assert box.pending() == [s]
+    box.move_to_dead(s.key, "422 refused")
+    assert box.refused(s.key)

@@ -50,6 +50,8 @@ def test_token_from_file_and_username_password(tmp_path):
     ({"QALITA_WORKER_ENDPOINT": "http://q", "QALITA_WORKER_TOKEN": TOKEN, "QALITA_CA_BUNDLE": "/nope.pem"}, "QALITA_CA_BUNDLE"),
     ({"QALITA_WORKER_ENDPOINT": "http://q", "QALITA_TOKEN_FILE": "/nope/token"}, "QALITA_TOKEN_FILE"),
     ({"QALITA_WORKER_ENDPOINT": "http://q", "QALITA_WORKER_TOKEN": TOKEN, "QALITA_DEADLINE": "-1"}, "QALITA_DEADLINE"),
+    ({"QALITA_WORKER_ENDPOINT": "http://q", "QALITA_WORKER_TOKEN": TOKEN, "QALITA_DEADLINE": "inf"}, "QALITA_DEADLINE"),
+    ({"QALITA_WORKER_ENDPOINT": "http://q", "QALITA_WORKER_TOKEN": TOKEN, "QALITA_TIMEOUT": "nan"}, "QALITA_TIMEOUT"),
     ({"QALITA_WORKER_ENDPOINT": "http://q", "QALITA_WORKER_TOKEN": TOKEN, "QALITA_MAPPING_FILE": "/nope.json"}, "QALITA_MAPPING_FILE"),
 ])
 def test_bad_settings_get_one_line_naming_the_setting(env, names):
