@@ -20,8 +20,16 @@ from pathlib import Path
 import pytest
 from support.itkit import clean_env
 from support.shipments import make_shipment
-from testkit import BIN, PG_HOST, PG_PORT, PG_USER, REPO, create_database, drop_database, \
-    require_postgres
+from testkit import (
+    BIN,
+    PG_HOST,
+    PG_PORT,
+    PG_USER,
+    REPO,
+    create_database,
+    drop_database,
+    require_postgres,
+)
 
 from qalita_sidecar.shipping.outbox import Outbox
 
