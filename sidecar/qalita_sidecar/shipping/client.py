@@ -162,6 +162,9 @@ class QalitaClient:
                            f"(or it is not shared with this token)")
             else:
                 pack = _json(r, f"GET /api/v2/packs/{ids.pack_id}")
+                if not isinstance(pack, dict):
+                    raise Unavailable(f"GET /api/v2/packs/{ids.pack_id}: QALITA answered "
+                                      "something other than a pack", r.status_code)
                 versions = [v for v in (pack.get("versions") or []) if isinstance(v, dict)]
                 known = {_int_or_none(v.get("id")) for v in versions}
                 problem = None
@@ -223,7 +226,8 @@ class QalitaClient:
                            files={"file": ("logs.txt", text.encode("utf-8"), "text/plain")},
                            conflict_ok=True)
             if r.status_code != 409:
-                return _int_or_none(_json(r, "POST /api/v1/assets/upload").get("id"))
+                asset = _json(r, "POST /api/v1/assets/upload")
+                return _int_or_none(asset.get("id")) if isinstance(asset, dict) else None
         log.info("QALITA holds %d versions of the logs of %s already", LOGS_VERSIONS, name)
         return None
 
