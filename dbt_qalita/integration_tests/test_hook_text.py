@@ -2,8 +2,8 @@
 and in a message, an odd results schema name, and a unit test's subject.
 
 One build per adapter serves every check: a model tagged with control characters, a model whose
-compilation error carries them, a unit test on m_0, and a `qalita_schema` holding `'`, `"` and
-the dollar-quote tags the PostgreSQL writer uses.
+compilation error carries them, a unit test on m_0, and a `qalita_schema` holding `'` and the
+dollar-quote tags the PostgreSQL writer uses.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from .consumer import hook_warnings, node_results, write_consumer
 
 CONTROLS = "".join(chr(c) for c in range(0x20) if chr(c) not in "\t\n\r")
 TAG = "ctl\x00nul\x01\x08\x0c\x1b\x1f|\t\n\r"
-SCHEMA = "it's_\"q\"_$qalita_do$_$qalita_sql$"
+# (no `"`: dbt's own relation names, a source's included, do not escape it)
+SCHEMA = "it's_$qalita_do$_$qalita_sql$"
 
 FILES = {
     # YAML double-quoted escapes (dbt reads a config() call without rendering its strings)
@@ -115,3 +116,11 @@ def test_a_unit_test_is_attached_to_the_model_it_tests(built):
     (test_type,) = project.query(f"select test_type from {quoted(SCHEMA)}.qalita_results "
                                  f"where unique_id = '{unit['unique_id']}'")
     assert test_type == ("unit",)
+
+
+def test_the_tables_are_a_source_a_project_can_read(built):
+    project, _ = built
+    proc = project.run("show", "--inline",
+                       "select count(*) as n from {{ source('qalita', 'qalita_invocations') }}",
+                       "--output", "json", vars={"qalita_schema": SCHEMA})
+    assert '"n": 1' in proc.stdout, proc.stdout[-2000:]
