@@ -77,7 +77,7 @@ $(TOOLS_VENV)/.installed:
 	$(TOOLS_VENV)/bin/pip install --quiet "check-jsonschema>=0.33"
 	@touch $@
 
-lint: install $(TOOLS_VENV)/.installed ## ruff, mypy, sqlfluff (dbt templater), the CI examples against their schemas
+lint: deps $(TOOLS_VENV)/.installed ## ruff, mypy, sqlfluff (dbt templater), the CI examples against their schemas
 	$(BIN)/ruff check sidecar compass_data testing dbt_qalita bench examples
 	$(BIN)/mypy sidecar/qalita_sidecar
 	$(BIN)/sqlfluff lint models

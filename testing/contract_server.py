@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from pytest_httpserver.httpserver import HTTPServerBase
+from loopback_server import LoopbackServer
 from werkzeug import Request, Response
 
 DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
@@ -155,7 +155,7 @@ class _Reject(Exception):
         self.detail = detail
 
 
-class ContractServer(HTTPServerBase):
+class ContractServer(LoopbackServer):
     def __init__(self, token: str = "qalita-test-token-5f2c", port: int = 0,
                  username: str = "qalita", password: str = "qalita-password",
                  pack_id: int = 7, pack_version_id: int = 70,

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pytest_httpserver.httpserver import HTTPServerBase
+from loopback_server import LoopbackServer
 from werkzeug import Request, Response
 
 ARTIFACTS = ("manifest.json", "run_results.json", "sources.json", "catalog.json")
@@ -89,7 +89,7 @@ def _envelope(data: Any, code: int = 200, message: str = "Success!") -> Response
     return Response(json.dumps(body), code, content_type="application/json")
 
 
-class DbtCloudServer(HTTPServerBase):
+class DbtCloudServer(LoopbackServer):
     def __init__(self, token: str = "dbtc_stand-in_service_token_9a7b", account_id: int = 4321,
                  port: int = 0) -> None:
         super().__init__("127.0.0.1", port, None, threaded=True)

@@ -37,7 +37,8 @@ def test_make_all_then_make_ingest_ships_each_invocation_exactly_once(tmp_path, 
     (invocations,) = warehouse.query("select count(*) from main_qalita.qalita_invocations")[0]
     assert invocations == 2  # `make all` runs dbt seed, then dbt build
 
-    # make ingest: one job and three files per invocation.
+    # make ingest: one job per invocation, its metrics, schemas and log; a green build has nothing
+    # to recommend, so no recommendations file is uploaded (never an empty one).
     ingest_env = {**env, **qalita_server.env()}
     proc = make("ingest", ingest_env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
@@ -45,8 +46,12 @@ def test_make_all_then_make_ingest_ships_each_invocation_exactly_once(tmp_path, 
     assert received.rejected == []
     assert len(received.jobs) == invocations
     assert {job.status for job in received.jobs.values()} == {"succeeded"}
-    for kind in ("metrics", "recommendations", "schemas"):
+    for kind in ("metrics", "schemas"):
         assert len(received.uploads[kind]) == invocations, kind
+    assert received.uploads["recommendations"] == []
+    assert all(upload.items for kind in received.uploads for upload in received.uploads[kind])
+    logs = {job.logs_id for job in received.jobs.values()}
+    assert None not in logs and logs <= set(received.assets)
     assert qalita_server.token not in proc.stdout + proc.stderr
 
     # A second make ingest has nothing new to ship.
