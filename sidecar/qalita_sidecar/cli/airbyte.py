@@ -15,21 +15,15 @@ from pathlib import Path
 import click
 
 from qalita_sidecar.cli.common import InputError, open_outbox, outbox_option, settings_for
+from qalita_sidecar.cli.serving import check_bounds, listen, listen_options
 from qalita_sidecar.hosts.airbyte_server import (
-    DEFAULT_MAX_BODY,
     SECRET_ENV,
     WEBHOOK_PATH,
     airbyte_service,
     load_connection_map,
-    make_server,
 )
 from qalita_sidecar.hosts.airbyte_server import serve as serve_forever
-from qalita_sidecar.hosts.webhook import (
-    DEFAULT_READ_TIMEOUT_S,
-    SecretError,
-    SharedSecret,
-    is_loopback,
-)
+from qalita_sidecar.hosts.webhook import SecretError, SharedSecret, is_loopback
 from qalita_sidecar.settings import SettingsError
 from qalita_sidecar.shipping.ledger import file_ledger
 
@@ -59,12 +53,7 @@ def _secret(secret_file: Path | None, insecure: bool, host: str) -> SharedSecret
                    f"carries it: {WEBHOOK_PATH}/<secret> or {WEBHOOK_PATH}?token=<secret>.")
 @click.option("--insecure-no-auth", is_flag=True,
               help="Serve without a secret; only with a loopback --host.")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=8080, show_default=True, help="0 picks a free port.")
-@click.option("--max-body-kb", type=int, default=DEFAULT_MAX_BODY // 1024, show_default=True,
-              help="Larger requests are answered 413.")
-@click.option("--read-timeout", type=float, default=DEFAULT_READ_TIMEOUT_S, show_default=True,
-              help="Seconds a request may take to arrive; slower or idle connections are closed.")
+@listen_options
 @click.option("--retry-interval", type=float, default=30.0, show_default=True,
               help="Seconds between delivery attempts while QALITA is unreachable.")
 @outbox_option
@@ -78,8 +67,7 @@ def serve_airbyte(config_path: Path | None, secret_file: Path | None, insecure_n
     if config_path is None:
         raise InputError("--config (or QALITA_MAPPING_FILE) is required: it maps Airbyte "
                          "connection ids to QALITA source/pack ids")
-    if read_timeout <= 0 or max_body_kb <= 0 or retry_interval <= 0:
-        raise InputError("--read-timeout, --max-body-kb and --retry-interval must be positive")
+    check_bounds(read_timeout, max_body_kb, retry_interval)
     try:
         connections = load_connection_map(config_path)
     except SettingsError as exc:
@@ -88,10 +76,7 @@ def serve_airbyte(config_path: Path | None, secret_file: Path | None, insecure_n
     outbox = open_outbox(outbox_dir)
     service = airbyte_service(connections, secret, settings, outbox, file_ledger(outbox.root),
                               config_name=str(config_path), retry_interval_s=retry_interval)
-    try:
-        server = make_server(service, host, port, max_body_kb * 1024, read_timeout)
-    except OSError as exc:
-        raise InputError(f"--host {host} --port {port}: cannot listen ({exc.strerror})") from exc
+    server = listen(service, host, port, max_body_kb, read_timeout)
     notes = [f"the webhook URL ends in {WEBHOOK_PATH}/<secret> (secret from {secret.origin})"
              if secret else "WARNING: no webhook secret (--insecure-no-auth): anyone who can "
              "reach this port can post events"]

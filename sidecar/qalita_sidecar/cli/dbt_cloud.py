@@ -28,13 +28,13 @@ from qalita_sidecar.cli.common import (
     settings_for,
     ship_and_report,
 )
+from qalita_sidecar.cli.serving import check_bounds, listen, listen_options
 from qalita_sidecar.hosts.dbt_cloud_server import (
     ROUTE,
     SECRET_ENV,
     DbtCloudReceiver,
     DbtCloudService,
 )
-from qalita_sidecar.hosts.webhook import DEFAULT_MAX_BODY, DEFAULT_READ_TIMEOUT_S, make_server
 from qalita_sidecar.hosts.webhook import serve as serve_forever
 from qalita_sidecar.readers.dbt import cloud_run, warehouse
 from qalita_sidecar.readers.dbt.cloud import (
@@ -173,12 +173,7 @@ def _secret(secret_file: Path | None) -> str:
 @click.option("--env", "environment",
               help="Environment name (default: the job's target name, else 'default').")
 @click.option("--source-name", help="QALITA source name (default: '<project> (<env>)').")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=8080, show_default=True, help="0 picks a free port.")
-@click.option("--max-body-kb", type=int, default=DEFAULT_MAX_BODY // 1024, show_default=True,
-              help="Larger requests are answered 413.")
-@click.option("--read-timeout", type=float, default=DEFAULT_READ_TIMEOUT_S, show_default=True,
-              help="Seconds a request may take to arrive; slower or idle connections are closed.")
+@listen_options
 @click.option("--retry-interval", type=float, default=30.0, show_default=True,
               help="Seconds between attempts while dbt Cloud or QALITA is unreachable.")
 @qalita_id_options
@@ -193,8 +188,7 @@ def serve_dbt_cloud(account_id: int | None, base_url: str | None, token_file: Pa
     secret = _secret(secret_file)
     cloud = cloud_settings(base_url=base_url, account_id=account_id, token_file=token_file,
                            deadline_s=deadline)
-    if read_timeout <= 0 or max_body_kb <= 0 or retry_interval <= 0:
-        raise InputError("--read-timeout, --max-body-kb and --retry-interval must be positive")
+    check_bounds(read_timeout, max_body_kb, retry_interval)
     settings = settings_for(source_id=source_id, pack_id=pack_id,
                             pack_version_id=pack_version_id)
     outbox = open_outbox(outbox_dir)
@@ -202,10 +196,7 @@ def serve_dbt_cloud(account_id: int | None, base_url: str | None, token_file: Pa
                               settings, outbox, file_ledger(outbox.root), project=project,
                               environment=environment, source_name=source_name,
                               retry_interval_s=retry_interval)
-    try:
-        server = make_server(service, host, port, max_body_kb * 1024, read_timeout)
-    except OSError as exc:
-        raise InputError(f"--host {host} --port {port}: cannot listen ({exc.strerror})") from exc
+    server = listen(service, host, port, max_body_kb, read_timeout)
     notes = [f"set the webhook's endpoint to http(s)://<this host>{ROUTE}, event "
              f"job.run.completed; runs are read from {cloud.describe()}"]
     if settings is None:

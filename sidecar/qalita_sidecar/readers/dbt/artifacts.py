@@ -468,26 +468,15 @@ def read_run_results(path: Path, manifest: Manifest | None = None) -> Invocation
 
 def _read_run_results(path: Path, manifest: Manifest | None) -> Invocation:
     _, raw, warnings = _read(path, "run-results", RUN_RESULTS_VERSIONS, _RunResults)
-    meta = raw.metadata
-    if not meta.invocation_id:
-        raise ArtifactError(f"{path}: metadata.invocation_id is missing")
-    _check_same_project(path, [r.unique_id for r in raw.results], manifest)
-    listed, repeated = _once(raw.results, path)
+    invocation_id, listed, warnings = _listed(path, raw, manifest, warnings)
     results = tuple(
         _enrich(r.unique_id, r.status, manifest, failures=r.failures,
                 rows_affected=r.adapter_response.rows_affected if r.adapter_response else None,
                 message=r.message, execution_time=r.execution_time)
         for r in listed
     )
-    finished = parse_ts(meta.generated_at)
-    started = parse_ts(meta.invocation_started_at)  # v6 only
-    if started is None and finished is not None and raw.elapsed_time is not None:
-        started = finished - timedelta(seconds=raw.elapsed_time)
-    command, environment, target = _args(raw.args)
-    return Invocation(meta.invocation_id, command, started, finished, results, str(path),
-                      project_name=manifest.project_name if manifest else None,
-                      environment=environment, target_name=target,
-                      dbt_version=meta.dbt_version, warnings=warnings + repeated)
+    command = _args(raw.args)[0]
+    return _invocation(path, raw, invocation_id, command, results, manifest, warnings)
 
 
 def read_sources(path: Path, manifest: Manifest | None = None) -> Invocation:
@@ -498,23 +487,38 @@ def read_sources(path: Path, manifest: Manifest | None = None) -> Invocation:
 
 def _read_sources(path: Path, manifest: Manifest | None) -> Invocation:
     _, raw, warnings = _read(path, "sources", SOURCES_VERSIONS, _Sources)
-    meta = raw.metadata
-    if not meta.invocation_id:
-        raise ArtifactError(f"{path}: metadata.invocation_id is missing")
-    _check_same_project(path, [r.unique_id for r in raw.results], manifest)
-    listed, repeated = _once(raw.results, path)
+    invocation_id, listed, warnings = _listed(path, raw, manifest, warnings)
     results = tuple(
         _enrich(r.unique_id, r.status, manifest, message=r.error,
                 execution_time=r.execution_time, age=r.max_loaded_at_time_ago_in_s,
                 max_loaded_at=r.max_loaded_at)
         for r in listed
     )
+    return _invocation(path, raw, invocation_id, "freshness", results, manifest, warnings)
+
+
+def _listed(path: Path, raw: _RunResults | _Sources, manifest: Manifest | None,
+            warnings: tuple[str, ...]) -> tuple[str, list[Any], tuple[str, ...]]:
+    """The file's results, each unique_id once (a repeat adds a warning), once the file is known
+    to be an invocation of the manifest's project."""
+    invocation_id = raw.metadata.invocation_id
+    if not invocation_id:
+        raise ArtifactError(f"{path}: metadata.invocation_id is missing")
+    _check_same_project(path, [r.unique_id for r in raw.results], manifest)
+    listed, repeated = _once(list(raw.results), path)
+    return invocation_id, listed, warnings + repeated
+
+
+def _invocation(path: Path, raw: _RunResults | _Sources, invocation_id: str, command: str | None,
+                results: tuple[Result, ...], manifest: Manifest | None,
+                warnings: tuple[str, ...]) -> Invocation:
+    meta = raw.metadata
     finished = parse_ts(meta.generated_at)
-    started = parse_ts(meta.invocation_started_at)
+    started = parse_ts(meta.invocation_started_at)  # run_results v6 and sources v3 only
     if started is None and finished is not None and raw.elapsed_time is not None:
         started = finished - timedelta(seconds=raw.elapsed_time)
-    _, environment, target = _args(raw.args)  # Fusion writes args here too
-    return Invocation(meta.invocation_id, "freshness", started, finished, results, str(path),
+    _, environment, target = _args(raw.args)  # Fusion writes args in sources.json too
+    return Invocation(invocation_id, command, started, finished, results, str(path),
                       project_name=manifest.project_name if manifest else None,
                       environment=environment, target_name=target,
-                      dbt_version=meta.dbt_version, warnings=warnings + repeated)
+                      dbt_version=meta.dbt_version, warnings=warnings)
