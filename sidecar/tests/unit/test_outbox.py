@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from support.shipments import make_shipment
 
+from qalita_sidecar.shipment import encode_shipment
 from qalita_sidecar.shipping.outbox import Outbox, OutboxError
 
 
@@ -260,7 +261,8 @@ def test_an_entry_from_the_older_single_file_format_keeps_its_job(tmp_path):
     s = make_shipment()
     box.pending_dir.mkdir(parents=True)
     box.path(s.key).write_text(json.dumps(
-        {"queued_at_ns": 1, "source_id": 2, "job_id": 3, "shipment": s.to_json()}))
+        {"queued_at_ns": 1, "source_id": 2, "job_id": 3,
+         "shipment": json.loads(encode_shipment(s))}))
     (entry,) = box.entries()
     assert (entry.shipment, entry.source_id, entry.job_id) == (s, 2, 3)
 
