@@ -292,3 +292,19 @@ def test_an_entry_set_aside_as_unreadable_is_no_refusal(tmp_path):
     assert box.pending() == [s]
     box.move_to_dead(s.key, "422 refused")
     assert box.refused(s.key)
+
+
+def test_an_int_beyond_64_bits_and_a_nan_go_through_the_outbox(tmp_path):
+    import msgspec
+
+    from qalita_sidecar.shipment import Metric
+
+    box = Outbox(tmp_path)
+    s = make_shipment()
+    scope = s.metrics[0].scope
+    s = msgspec.structs.replace(s, metrics=(Metric("rows", 2 ** 70, scope),
+                                            Metric("ratio", float("nan"), scope)))
+    box.put(s)
+    (entry,) = box.entries()
+    # JSON has no NaN: it is written (and read back) as null
+    assert [m.value for m in entry.shipment.metrics] == [2 ** 70, None]
