@@ -324,7 +324,9 @@ def _to_shipment(invocation: Invocation, project: str, environment: str,
     job = Job(name=f"dbt {command} {project} {environment} {invocation.invocation_id[:8]}",
               started_at=_fmt_ts(started), finished_at=_fmt_ts(finished),
               status="failed" if job_failed else "succeeded")
-    counts = DbtCounts(**{c: getattr(project_counts, c) for c in _COUNTERS})
+    c = project_counts
+    counts = DbtCounts(passed=c.passed, failed=c.failed, warned=c.warned, errored=c.errored,
+                       skipped=c.skipped)
     return Shipment(
         key=dbt_key(project, environment, sha, invocation.invocation_id),
         origin="dbt",
