@@ -27,7 +27,7 @@ LOG_RECOMMENDATIONS = 200  # lines of a default log: enough to read, bounded for
 class Scope(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
     perimeter: Perimeter
     value: str
-    # QALITA's key; left out (not null) when there is no parent, as QALITA's packs write it
+    # `parent_scope` in QALITA's files, left out (never null) when there is none, as its packs do
     parent: Scope | None = msgspec.field(default=None, name="parent_scope")
 
 
