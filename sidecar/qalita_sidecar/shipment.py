@@ -1,38 +1,34 @@
 """The hand-off between reading (dbt, Soda, Airbyte, Dagster) and sending: one Shipment per run.
 
 Everything a reader produces is a Shipment; everything after it (outbox, client, ledger) only
-knows Shipments. Items serialise to exactly the JSON shapes of QALITA's three files.
+knows Shipments. Items serialise to exactly the JSON shapes of QALITA's three files, and a
+Shipment to the outbox's file format (encode_shipment(), decode_shipment()).
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
 from typing import Any, Literal
+
+import msgspec
+
+from qalita_sidecar.run_context import RunContext
 
 Perimeter = Literal["database", "dataset", "column"]
 Level = Literal["info", "warning", "high"]
 JobStatus = Literal["succeeded", "failed"]
+Origin = Literal["dbt", "dbt-cloud", "soda", "airbyte", "dagster"]
 JOB_KEY_CHARS = 12  # of the key, in the QALITA job name: 48 bits, no clash between real runs
 LOG_RECOMMENDATIONS = 200  # lines of a default log: enough to read, bounded for huge runs
 
 
-@dataclass(frozen=True)
-class Scope:
+# A 100 k-result run builds several hundred thousand items: gc=False keeps the cycle collector off
+# them (frozen records of strings and numbers cannot form a cycle).
+class Scope(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
     perimeter: Perimeter
     value: str
-    parent: Scope | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"perimeter": self.perimeter, "value": self.value}
-        if self.parent is not None:
-            out["parent_scope"] = self.parent.to_json()
-        return out
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Scope:
-        parent = data.get("parent_scope")
-        return cls(data["perimeter"], data["value"], cls.from_json(parent) if parent else None)
+    # `parent_scope` in QALITA's files, left out (never null) when there is none, as its packs do
+    parent: Scope | None = msgspec.field(default=None, name="parent_scope")
 
 
 def column_scope(dataset: Scope, column: str) -> Scope:
@@ -41,56 +37,27 @@ def column_scope(dataset: Scope, column: str) -> Scope:
     return Scope("column", column, Scope(dataset.perimeter, dataset.value))
 
 
-@dataclass(frozen=True)
-class Metric:
+class Metric(msgspec.Struct, frozen=True, gc=False):
     key: str
-    value: str | int | float
+    # JSON has no NaN or infinity: a non-finite number is written as null, and read back so
+    value: str | int | float | None
     scope: Scope
 
-    def to_json(self) -> dict[str, Any]:
-        return {"key": self.key, "value": self.value, "scope": self.scope.to_json()}
 
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Metric:
-        return cls(data["key"], data["value"], Scope.from_json(data["scope"]))
-
-
-@dataclass(frozen=True)
-class Recommendation:
+class Recommendation(msgspec.Struct, frozen=True, gc=False):
     content: str
     type: str
     scope: Scope
     level: Level
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "content": self.content,
-            "type": self.type,
-            "scope": self.scope.to_json(),
-            "level": self.level,
-        }
 
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Recommendation:
-        return cls(data["content"], data["type"], Scope.from_json(data["scope"]), data["level"])
-
-
-@dataclass(frozen=True)
-class SchemaEntry:
-    key: Literal["database", "dataset", "column"]
+class SchemaEntry(msgspec.Struct, frozen=True, gc=False):
+    key: Perimeter
     value: str
     scope: Scope
 
-    def to_json(self) -> dict[str, Any]:
-        return {"key": self.key, "value": self.value, "scope": self.scope.to_json()}
 
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> SchemaEntry:
-        return cls(data["key"], data["value"], Scope.from_json(data["scope"]))
-
-
-@dataclass(frozen=True)
-class Job:
+class Job(msgspec.Struct, frozen=True):
     """One QALITA job per run: created `running` at started_at, finished with status."""
 
     name: str
@@ -99,28 +66,29 @@ class Job:
     status: JobStatus
 
 
-@dataclass(frozen=True)
-class Shipment:
+# Tagged with "format": 1, and the three item lists under their QALITA file names, so an outbox
+# entry is the Shipment encoded as is; a later format can be decoded beside this one by its tag.
+class Shipment(msgspec.Struct, frozen=True, tag_field="format", tag=1):
     """Everything QALITA receives for one run of one tool (a dbt invocation, a Soda scan, ...)."""
 
     key: str  # idempotency key: see idempotency_key()
-    origin: str  # "dbt", "soda", "airbyte", "dagster"
+    origin: Origin
     source_name: str  # the QALITA source this run reports on (found or published by name)
     source_type: str  # e.g. "database"
     job: Job
-    metrics: tuple[Metric, ...]
-    recommendations: tuple[Recommendation, ...]
-    schemas: tuple[SchemaEntry, ...]
-    # What the run was: invocation id, project, environment, git sha, counts... (kept for the ledger
-    # and the summary; never sent as a file).
-    context: dict[str, Any] = field(default_factory=dict)
-    # The run's log, uploaded as the QALITA job's logs asset. A reader may give what its tool
-    # printed (dbt: the result lines and the `Done. PASS=...` line); empty: built by default_log().
-    log: str = ""
+    metrics: tuple[Metric, ...] = msgspec.field(name="metrics.json")
+    recommendations: tuple[Recommendation, ...] = msgspec.field(name="recommendations.json")
+    schemas: tuple[SchemaEntry, ...] = msgspec.field(name="schemas.json")
+    # What the run was (kept for the ledger, the mapping file and the summary; never sent).
+    context: RunContext = msgspec.field(default_factory=RunContext)
+    # What the reader's tool printed, if it gave it (uploaded as the job's logs asset); empty:
+    # `log` builds one from the shipment.
+    reader_log: str = msgspec.field(default="", name="log")
 
-    def __post_init__(self) -> None:
-        if not self.log:
-            object.__setattr__(self, "log", default_log(self))
+    @property
+    def log(self) -> str:
+        """The run's log, uploaded as the QALITA job's logs asset."""
+        return self.reader_log or default_log(self)
 
     @property
     def qalita_job_name(self) -> str:
@@ -128,45 +96,30 @@ class Shipment:
         creation answer was lost can be found again by name."""
         return f"{self.job.name} [{self.key[:JOB_KEY_CHARS]}]"
 
+    def items(self) -> dict[str, tuple[Metric, ...] | tuple[Recommendation, ...]
+                                  | tuple[SchemaEntry, ...]]:
+        """The three upload files' items, by file name (msgspec.json encodes each as is)."""
+        return {"metrics.json": self.metrics, "recommendations.json": self.recommendations,
+                "schemas.json": self.schemas}
+
     def files(self) -> dict[str, list[dict[str, Any]]]:
-        """The three upload files, by file name, as bare JSON arrays."""
-        return {
-            "metrics.json": [m.to_json() for m in self.metrics],
-            "recommendations.json": [r.to_json() for r in self.recommendations],
-            "schemas.json": [s.to_json() for s in self.schemas],
-        }
+        """The three upload files, by file name, as bare JSON arrays of plain objects."""
+        return {name: msgspec.to_builtins(list(items)) for name, items in self.items().items()}
 
-    def to_json(self) -> dict[str, Any]:
-        """Everything, as plain JSON (the outbox's file format); from_json() inverts it exactly."""
-        return {
-            "format": 1,
-            "key": self.key,
-            "origin": self.origin,
-            "source_name": self.source_name,
-            "source_type": self.source_type,
-            "job": {"name": self.job.name, "started_at": self.job.started_at,
-                    "finished_at": self.job.finished_at, "status": self.job.status},
-            **self.files(),
-            "context": self.context,
-            "log": self.log,
-        }
 
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Shipment:
-        job = data["job"]
-        return cls(
-            key=data["key"],
-            origin=data["origin"],
-            source_name=data["source_name"],
-            source_type=data["source_type"],
-            job=Job(job["name"], job["started_at"], job["finished_at"], job["status"]),
-            metrics=tuple(Metric.from_json(m) for m in data["metrics.json"]),
-            recommendations=tuple(Recommendation.from_json(r)
-                                  for r in data["recommendations.json"]),
-            schemas=tuple(SchemaEntry.from_json(s) for s in data["schemas.json"]),
-            context=dict(data.get("context") or {}),
-            log=str(data.get("log") or ""),
-        )
+_ENCODER = msgspec.json.Encoder()
+_DECODER = msgspec.json.Decoder(Shipment)
+
+
+def encode_shipment(shipment: Shipment) -> bytes:
+    """The shipment as JSON (the outbox's file format); decode_shipment() inverts it exactly."""
+    return _ENCODER.encode(shipment)
+
+
+def decode_shipment(data: bytes | str) -> Shipment:
+    """A shipment from its JSON; msgspec.ValidationError names the first field that is wrong,
+    msgspec.DecodeError a text that is not JSON."""
+    return _DECODER.decode(data)
 
 
 def default_log(shipment: Shipment) -> str:

@@ -14,6 +14,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import msgspec
+
 from qalita_sidecar.readers.dbt import artifacts, to_shipment, warehouse
 from qalita_sidecar.readers.dbt.profile import load_target
 
@@ -24,7 +26,8 @@ def summary(inv: artifacts.Invocation, project: str) -> dict:
     statuses = Counter(to_shipment.status_of(r) for r in inv.results
                        if not r.unique_id.startswith("operation."))
     return {"command": inv.command, "results": sum(statuses.values()),
-            "statuses": dict(sorted(statuses.items())), "tests": shipment.context["tests"],
+            "statuses": dict(sorted(statuses.items())),
+            "tests": msgspec.to_builtins(shipment.context.tests),
             "job": shipment.job.status,
             "score": next((m.value for m in shipment.metrics
                            if m.key == "score" and m.scope.perimeter == "database"), None)}

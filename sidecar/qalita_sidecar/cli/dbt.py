@@ -240,7 +240,7 @@ def ingest_dbt(manifest: Path | None, results: Path | None, sources: Path | None
     for s in shipments:
         totals.update(metrics=len(s.metrics), recommendations=len(s.recommendations),
                       schemas=len(s.schemas), failed=int(s.job.status == "failed"))
-    envs = ", ".join(sorted({str(s.context["environment"]) for s in shipments}))
+    envs = ", ".join(sorted({str(s.context.environment) for s in shipments}))
     click.echo(f"mapped: {len(shipments)} invocation(s) of project {project} / env "
                f"{envs} -> {totals['metrics']} metrics, {totals['recommendations']} "
                f"recommendations, {totals['schemas']} schema entries "

@@ -42,9 +42,9 @@ def ingest_soda(path: Path, source_name: str | None, dry_run: bool, source_id: i
     except SodaResultsError as exc:
         raise InputError(str(exc)) from exc
     ctx = shipment.context
-    click.echo(f"read: {path}: {ctx['checks']} check(s) on data source {ctx['data_source']}: "
-               f"{ctx['passed']} passed, {ctx['failed']} failed, {ctx['warned']} warned, "
-               f"{ctx['errored']} not evaluated")
+    click.echo(f"read: {path}: {ctx.checks} check(s) on data source {ctx.data_source}: "
+               f"{ctx.passed} passed, {ctx.failed} failed, {ctx.warned} warned, "
+               f"{ctx.errored} not evaluated")
     click.echo(f"mapped: {len(shipment.metrics)} metrics, {len(shipment.recommendations)} "
                f"recommendations, {len(shipment.schemas)} schema entries (job "
                f"{shipment.job.status})")

@@ -55,7 +55,7 @@ def signature(body: bytes, secret: str) -> str:
 class DbtCloudReceiver:
     """The route and the signature check the shared server asks of a receiver."""
 
-    name = cloud_run.ORIGIN
+    name: str = cloud_run.ORIGIN
     route = ROUTE
 
     def __init__(self, secret: str, token: str) -> None:

@@ -29,7 +29,6 @@ for tools that cannot set headers; a tool that signs its body checks `request.bo
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 import hmac
 import ipaddress
@@ -47,6 +46,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
+
+import msgspec
 
 from qalita_sidecar.settings import Settings, SettingsError
 from qalita_sidecar.shipment import Shipment, idempotency_key
@@ -176,7 +177,7 @@ def body_digest(raw: bytes, parsed: Any) -> str:
     The replay guard keys each shipment on its ids AND this digest: a body that differs from the
     one delivered (a forgery, or a changed event) is a new shipment, never "already delivered".
     """
-    try:
+    try:  # stdlib json: its text is what the keys of delivered bodies were built from
         canonical = json.dumps(parsed, sort_keys=True, separators=(",", ":"),
                                ensure_ascii=False).encode("utf-8")
     except (TypeError, ValueError):
@@ -255,7 +256,7 @@ class WebhookService:
             # QALITA refused this very body before: sending it again would be refused again.
             self.count("refused_before")
             path = self.outbox.dead_path(refused[0].key)
-            self.log(f"{refused[0].context.get('invocation_id')} was refused by QALITA before; "
+            self.log(f"{refused[0].context.invocation_id} was refused by QALITA before; "
                      f"see {path}")
             return Answer(200, {"status": "refused_before", "key": refused[0].key,
                                 "detail": f"QALITA refused it; see {path} (move it to "
@@ -276,7 +277,7 @@ class WebhookService:
                             "keys": [s.key for s in queued]})
 
     def _keyed(self, shipment: Shipment, digest: str) -> Shipment:
-        run = str(shipment.context.get("invocation_id") or shipment.key)
+        run = shipment.context.invocation_id or shipment.key
         with self._lock:
             first = self._bodies.setdefault(run, digest)
             if len(self._bodies) > 100_000:  # a bound on memory; the warning is best-effort
@@ -284,8 +285,9 @@ class WebhookService:
         if first != digest:
             self.log(f"warning: run {run} arrived again with a different body; both are "
                      "shipped (check what else posts to this webhook)")
-        return dataclasses.replace(shipment, key=idempotency_key(shipment.key, digest),
-                                   context={**shipment.context, "body_sha256": digest})
+        context = msgspec.structs.replace(shipment.context, body_sha256=digest)
+        return msgspec.structs.replace(shipment, key=idempotency_key(shipment.key, digest),
+                                       context=context)
 
     def _delivered(self, shipment: Shipment) -> bool:
         try:
@@ -294,7 +296,7 @@ class WebhookService:
             self.log(str(exc))
             return False
         if delivered:
-            self.log(f"{shipment.context.get('invocation_id')} was delivered before; "
+            self.log(f"{shipment.context.invocation_id} was delivered before; "
                      "not shipped again")
         return delivered
 
@@ -317,7 +319,7 @@ class WebhookService:
         with self._lock:
             self._waiting.add(shipment.key)
             self._spooled_in_pass.add(shipment.key)
-        self.log(f"{shipment.context.get('invocation_id')} "
+        self.log(f"{shipment.context.invocation_id} "
                  f"{'already waits in' if waiting else 'spooled to'} {path}")
         return None
 

@@ -31,6 +31,7 @@ from qalita_sidecar.readers.common import (
     qalita_date,
     schema_entries,
 )
+from qalita_sidecar.run_context import RunContext
 from qalita_sidecar.shipment import Job, Metric, Recommendation, Scope, Shipment, idempotency_key
 
 STATS = ("records_emitted", "records_committed", "bytes_emitted", "bytes_committed")
@@ -193,7 +194,7 @@ def sync_to_shipment(sync: AirbyteSync, source_name: str | None = None) -> Shipm
         metrics=tuple(metrics),
         recommendations=tuple(recommendations),
         schemas=schema_entries(scopes),
-        context={"invocation_id": run, "connection_id": sync.connection_id,
-                 "mapping_keys": [sync.connection_id], "status": sync.status,
-                 "streams": len(sync.streams)},
+        context=RunContext(invocation_id=run, connection_id=sync.connection_id,
+                           mapping_keys=(sync.connection_id,), status=sync.status,
+                           streams=len(sync.streams)),
     )

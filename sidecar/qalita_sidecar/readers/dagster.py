@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from qalita_sidecar.readers.common import count_metrics, now_date, schema_entries
+from qalita_sidecar.run_context import RunContext
 from qalita_sidecar.shipment import Job, Metric, Recommendation, Scope, Shipment, idempotency_key
 
 
@@ -99,7 +100,7 @@ def run_to_shipment(run: DagsterRunRecord, project: str = "dagster",
         metrics=tuple(metrics),
         recommendations=tuple(recommendations),
         schemas=schema_entries(scopes),
-        context={"invocation_id": run.run_id, "project": project, "job": run.job_name,
-                 "status": run.status, "checks": len(run.checks),
-                 "mapping_keys": [f"dagster/{project}", project]},
+        context=RunContext(invocation_id=run.run_id, project=project, job=run.job_name,
+                           status=run.status, checks=len(run.checks),
+                           mapping_keys=(f"dagster/{project}", project)),
     )

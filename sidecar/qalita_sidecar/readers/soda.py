@@ -26,6 +26,7 @@ from qalita_sidecar.readers.common import (
     qalita_date,
     schema_entries,
 )
+from qalita_sidecar.run_context import RunContext
 from qalita_sidecar.shipment import Job, Metric, Recommendation, Scope, Shipment, idempotency_key
 
 OUTCOMES = {"pass": "passed", "fail": "failed", "warn": "warned"}
@@ -165,7 +166,8 @@ def scan_to_shipment(scan: dict[str, Any], source_name: str | None = None) -> Sh
     start = qalita_date(scan.get("scanStartTimestamp"), default=now_date())
     end = qalita_date(scan.get("scanEndTimestamp"), default=start)
     status: Literal["failed", "succeeded"] = "failed" if scan.get("hasErrors") else "succeeded"
-    # The same scan results read twice give the same key: the checks are part of it.
+    # The same scan results read twice give the same key: the checks are part of it. Stdlib json:
+    # its text (spacing, floats, default=str) is what the keys of shipped scans were built from.
     digest = hashlib.sha256(json.dumps(scan["checks"], sort_keys=True, default=str)
                             .encode("utf-8")).hexdigest()
     run = f"{definition}@{scan.get('scanStartTimestamp')}"
@@ -179,8 +181,9 @@ def scan_to_shipment(scan: dict[str, Any], source_name: str | None = None) -> Sh
         metrics=tuple(metrics),
         recommendations=tuple(recommendations),
         schemas=schema_entries(scopes),
-        context={"invocation_id": run, "data_source": default_ds, "definition": definition,
-                 "mapping_keys": [f"soda/{default_ds}", default_ds],
-                 "checks": len(scan["checks"]), **{k: total[k] for k in
-                                                   ("passed", "failed", "warned", "errored")}},
+        context=RunContext(invocation_id=run, data_source=default_ds, definition=definition,
+                           mapping_keys=(f"soda/{default_ds}", default_ds),
+                           checks=len(scan["checks"]), passed=total["passed"],
+                           failed=total["failed"], warned=total["warned"],
+                           errored=total["errored"]),
     )

@@ -14,14 +14,14 @@ to, while we need both, plus a fake clock in tests.
 from __future__ import annotations
 
 import email.utils
-import json
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
+import msgspec
 import requests
 
 from qalita_sidecar.settings import Ids, Settings, SettingsError
@@ -231,13 +231,13 @@ class QalitaClient:
         log.info("QALITA holds %d versions of the logs of %s already", LOGS_VERSIONS, name)
         return None
 
-    def upload(self, kind: str, items: list[dict[str, Any]], ids: Ids) -> bool:
+    def upload(self, kind: str, items: Sequence[Any], ids: Ids) -> bool:
         """Upload one file; True if stored now, False if QALITA already had it (409)."""
         query: dict[str, Any] = {"source_id": ids.source_id, "pack_id": ids.pack_id,
                                  "pack_version_id": ids.pack_version_id}
         if ids.source_version_id is not None:
             query["source_version_id"] = ids.source_version_id
-        payload = json.dumps(items, ensure_ascii=False).encode("utf-8")
+        payload = msgspec.json.encode(items)  # a shipment's items (Structs) or plain objects
         # Ids both as query parameters and form fields: QALITA's clients have sent both.
         r = self._call("POST", f"/api/v1/{kind}/upload", params=query,
                        data={k: str(v) for k, v in query.items()},

@@ -66,16 +66,16 @@ Progress = Callable[[Outcome], None]
 def mapping_names(shipment: Shipment) -> list[str]:
     """Names a mapping file may use for this run, most specific first.
 
-    A reader may set context["mapping_keys"]; otherwise "project/environment", "project",
-    an Airbyte "connection_id", then the source name.
+    A reader may set context.mapping_keys; otherwise "project/environment", "project",
+    an Airbyte connection id, then the source name.
     """
     ctx = shipment.context
-    if ctx.get("mapping_keys"):
-        return [str(k) for k in ctx["mapping_keys"]]
+    if ctx.mapping_keys:
+        return list(ctx.mapping_keys)
     names = []
-    if ctx.get("project") and ctx.get("environment"):
-        names.append(f"{ctx['project']}/{ctx['environment']}")
-    names += [str(ctx[k]) for k in ("project", "connection_id") if ctx.get(k)]
+    if ctx.project and ctx.environment:
+        names.append(f"{ctx.project}/{ctx.environment}")
+    names += [name for name in (ctx.project, ctx.connection_id) if name]
     names.append(shipment.source_name)
     return names
 
@@ -141,7 +141,7 @@ def _send(client: QalitaClient, outbox: Outbox, shipment: Shipment, ids_known: d
         searched = searched or client.attempts > 1
         outbox.note(key, job_id=job_id)
     attempt.job_id = job_id
-    files = shipment.files()
+    files = shipment.items()
     for kind in UPLOAD_KINDS:
         items = files[f"{kind}.json"]
         if items:

@@ -71,8 +71,7 @@ def _utc_now() -> datetime:
 
 
 def _row(shipment: Shipment, job_id: int | None) -> tuple[Any, ...]:
-    ctx = shipment.context
-    return (shipment.key, shipment.origin, ctx.get("invocation_id"), shipment.source_name,
+    return (shipment.key, shipment.origin, shipment.context.invocation_id, shipment.source_name,
             job_id, len(shipment.metrics), len(shipment.recommendations), len(shipment.schemas),
             time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()))
 

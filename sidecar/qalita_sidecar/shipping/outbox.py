@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import math
 import os
 import time
@@ -25,9 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
+import msgspec
 
-from qalita_sidecar.shipment import Shipment
+from qalita_sidecar.shipment import Shipment, decode_shipment
 
 DEFAULT_ROOT = Path(".qalita/outbox")
 DEFAULT_MAX_BYTES = 512 * 1024 * 1024
@@ -73,12 +72,11 @@ def default_root(env: dict[str, str] | None = None) -> Path:
     return Path(env.get("QALITA_OUTBOX_DIR") or DEFAULT_ROOT)
 
 
-def _dumps(data: Any, indent: bool = False) -> bytes:
-    option = orjson.OPT_NON_STR_KEYS | (orjson.OPT_INDENT_2 if indent else 0)
-    try:
-        return orjson.dumps(data, option=option)
-    except orjson.JSONEncodeError:  # e.g. an int beyond 64 bits: the slow encoder takes it
-        return json.dumps(data, ensure_ascii=False, indent=1 if indent else None).encode("utf-8")
+def _dumps(data: dict[str, Any], indent: bool = False) -> bytes:
+    # a Shipment is encoded by msgspec as its Struct says; a msgspec.Raw (an entry's shipment,
+    # as read) is written back byte for byte
+    text = msgspec.json.encode(data)
+    return msgspec.json.format(text, indent=2) if indent else text
 
 
 def _fsync_dir(path: Path) -> None:
@@ -303,7 +301,7 @@ class Outbox:
         if path.exists():
             return path, None
         queued_at_ns = time.time_ns()
-        data = _dumps({"queued_at_ns": queued_at_ns, "shipment": shipment.to_json()})
+        data = _dumps({"queued_at_ns": queued_at_ns, "shipment": shipment})
         used = self.size_bytes()
         if used + len(data) > self.max_bytes:
             raise OutboxError(
@@ -320,14 +318,18 @@ class Outbox:
 
     @staticmethod
     def _load(path: Path) -> dict[str, Any]:
+        """The entry's fields; its shipment left as msgspec.Raw (decoded by _entry() only, so
+        the ids of a big entry are read without building its items)."""
         try:
-            data = orjson.loads(path.read_bytes())
-            if not isinstance(data, dict) or not isinstance(data.get("shipment"), dict):
+            fields = msgspec.json.decode(path.read_bytes(), type=dict[str, msgspec.Raw])
+            shipment = fields.get("shipment")
+            if shipment is None or not bytes(shipment).startswith(b"{"):
                 raise ValueError("no shipment in it")
-            return data
+            return {k: v if k == "shipment" else msgspec.json.decode(v)
+                    for k, v in fields.items()}
         except FileNotFoundError:
             raise
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError) as exc:  # msgspec's DecodeError is a ValueError
             raise OutboxError(f"outbox entry {path} is unreadable ({exc})") from exc
 
     def noted(self, key: str) -> dict[str, Any]:
@@ -335,7 +337,7 @@ class Outbox:
         {} when none yet."""
         path = self.ids_path(key)
         try:
-            data = orjson.loads(path.read_bytes())
+            data = msgspec.json.decode(path.read_bytes())
         except FileNotFoundError:
             return {}
         except (OSError, ValueError) as exc:
@@ -360,11 +362,8 @@ class Outbox:
         ids = self._ids(path, data)
         queued_at_ns = _int_field(data, "queued_at_ns", path) or 0
         try:
-            shipment = Shipment.from_json(data["shipment"])
-        except KeyError as exc:
-            raise OutboxError(f"outbox entry {path} is unreadable (the shipment has no "
-                              f"{exc.args[0]!r})") from exc
-        except (ValueError, TypeError, AttributeError) as exc:
+            shipment = decode_shipment(data["shipment"])
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:  # names the field
             raise OutboxError(f"outbox entry {path} is unreadable ({exc})") from exc
         if shipment.key != path.name.removesuffix(".json"):
             raise OutboxError(f"outbox entry {path} holds the shipment of another key "

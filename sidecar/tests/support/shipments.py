@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from qalita_sidecar.run_context import RunContext
 from qalita_sidecar.shipment import (
     Job,
     Metric,
@@ -36,6 +37,6 @@ def make_shipment(invocation: str = "inv-1", project: str = "shop", env: str = "
                  Metric("execution_time", 1.25, orders), Metric("score", score, DB)),
         recommendations=recs,
         schemas=(SchemaEntry("dataset", "orders", orders), SchemaEntry("column", "amount", amount)),
-        context={"invocation_id": invocation, "project": project, "environment": env,
-                 "note": "quotes ' \" and a\nnewline, ünïcode"},
+        context=RunContext(invocation_id=invocation, project=project, environment=env,
+                           read_from="quotes ' \" and a\nnewline, ünïcode"),
     )

@@ -34,7 +34,7 @@ def test_airbyte_notification_success():
     assert (s.job.started_at, s.job.finished_at, s.job.status) == \
         ("2026-04-01 06:00:00", "2026-04-01 06:02:30", "succeeded")
     assert s.job.name == "airbyte sync shopify to warehouse (job 4242)"
-    assert s.context["mapping_keys"] == [CONNECTION]  # the config's connection_map is keyed so
+    assert s.context.mapping_keys == (CONNECTION,)  # the config's connection_map is keyed so
     assert [(e.key, e.value) for e in s.schemas] == [("database", conn)]
 
 

@@ -130,7 +130,7 @@ def test_an_unknown_test_status_counts_as_errored_and_is_named():
 def test_a_unique_id_repeated_counts_once():
     s = ship(dtest("a_orders", "pass"), dtest("a_orders", "pass"), dtest("b_orders", "fail"))
     assert (metrics(s, P)["tests_total"], metrics(s, P)["tests_passed"]) == (2, 1)
-    assert s.context["results"] == 2
+    assert s.context.results == 2
 
 
 @pytest.mark.parametrize(("command", "reason"), [
@@ -265,7 +265,7 @@ def test_job_and_idempotency_key():
     s = ship(dtest("a_orders", "pass"), git_sha="abc123", inv_id="0f0f-inv")
     assert s.key == idempotency_key("Shop", "prod", "abc123", "0f0f-inv")
     assert (s.job.started_at, s.job.finished_at) == ("2026-03-01 08:30:05", "2026-03-01 08:31:00")
-    assert s.context["invocation_id"] == "0f0f-inv"
+    assert s.context.invocation_id == "0f0f-inv"
     assert s.origin == "dbt" and s.source_type == "database"
     other = to_shipment(inv(dtest("a_orders", "pass"), git_sha="abc123", inv_id="0f0f-inv"),
                         project="Shop", environment="dev")

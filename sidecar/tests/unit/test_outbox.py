@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from support.shipments import make_shipment
 
+from qalita_sidecar.shipment import encode_shipment
 from qalita_sidecar.shipping.outbox import Outbox, OutboxError
 
 
@@ -260,7 +261,8 @@ def test_an_entry_from_the_older_single_file_format_keeps_its_job(tmp_path):
     s = make_shipment()
     box.pending_dir.mkdir(parents=True)
     box.path(s.key).write_text(json.dumps(
-        {"queued_at_ns": 1, "source_id": 2, "job_id": 3, "shipment": s.to_json()}))
+        {"queued_at_ns": 1, "source_id": 2, "job_id": 3,
+         "shipment": json.loads(encode_shipment(s))}))
     (entry,) = box.entries()
     assert (entry.shipment, entry.source_id, entry.job_id) == (s, 2, 3)
 
@@ -290,3 +292,19 @@ def test_an_entry_set_aside_as_unreadable_is_no_refusal(tmp_path):
     assert box.pending() == [s]
     box.move_to_dead(s.key, "422 refused")
     assert box.refused(s.key)
+
+
+def test_an_int_beyond_64_bits_and_a_nan_go_through_the_outbox(tmp_path):
+    import msgspec
+
+    from qalita_sidecar.shipment import Metric
+
+    box = Outbox(tmp_path)
+    s = make_shipment()
+    scope = s.metrics[0].scope
+    s = msgspec.structs.replace(s, metrics=(Metric("rows", 2 ** 70, scope),
+                                            Metric("ratio", float("nan"), scope)))
+    box.put(s)
+    (entry,) = box.entries()
+    # JSON has no NaN: it is written (and read back) as null
+    assert [m.value for m in entry.shipment.metrics] == [2 ** 70, None]

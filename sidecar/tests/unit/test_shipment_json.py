@@ -4,13 +4,13 @@ import json
 
 from support.shipments import make_shipment
 
-from qalita_sidecar.shipment import Shipment
+from qalita_sidecar.shipment import decode_shipment, encode_shipment
 
 
 def test_round_trip_is_exact_through_json_text():
     shipment = make_shipment(failed=2)
-    text = json.dumps(shipment.to_json(), ensure_ascii=False)
-    back = Shipment.from_json(json.loads(text))
+    text = json.dumps(json.loads(encode_shipment(shipment)), ensure_ascii=False)
+    back = decode_shipment(text)
     assert back == shipment
     assert back.files() == shipment.files()
     assert isinstance(back.metrics[1].value, int) and isinstance(back.metrics[2].value, float)

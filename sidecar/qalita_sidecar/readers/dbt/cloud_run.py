@@ -21,11 +21,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import msgspec
+
 from qalita_sidecar.readers.dbt import artifacts, to_shipment
 from qalita_sidecar.readers.dbt.cloud import ERROR, DbtCloudClient, DbtCloudError, Run, Step
-from qalita_sidecar.shipment import Shipment
+from qalita_sidecar.run_context import DbtCloudRun
+from qalita_sidecar.shipment import Origin, Shipment
 
-ORIGIN = "dbt-cloud"
+ORIGIN: Origin = "dbt-cloud"
 RESULTS_COMMANDS = frozenset({"build", "run", "test", "seed", "snapshot", "retry"})
 FRESHNESS_COMMANDS = ("source freshness", "source snapshot-freshness")
 # dbt commands that execute no node: nothing to ship, said in the summary
@@ -154,10 +157,11 @@ class _StepReader:
             raise DbtCloudError(f"{self.where(step, name)}: {exc}") from exc
         # its own origin: recorded in the ledger file that `ingest dbt-cloud` and `serve dbt-cloud`
         # consult (a dbt-origin shipment goes to the warehouse ledger when `flush` has one)
-        shipment = replace(shipment, origin=ORIGIN, context={
-            **shipment.context, "dbt_cloud": {"account_id": self.run.account_id,
-                                              "run_id": self.run.id, "step": step.index,
-                                              "job_id": self.run.job_id}})
+        cloud = DbtCloudRun(account_id=self.run.account_id, run_id=self.run.id,
+                            step=step.index, job_id=self.run.job_id)
+        shipment = msgspec.structs.replace(
+            shipment, origin=ORIGIN,
+            context=msgspec.structs.replace(shipment.context, dbt_cloud=cloud))
         names = f"{'manifest.json + ' if manifest else ''}{name}"
         return StepRead(step, f"{step.label}: {names}: invocation {inv.invocation_id} "
                         f"({inv.command}, {len(inv.results)} result(s))", shipment)

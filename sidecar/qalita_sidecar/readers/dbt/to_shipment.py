@@ -18,6 +18,7 @@ from datetime import datetime
 
 from qalita_sidecar.readers.common import score_of
 from qalita_sidecar.readers.dbt.artifacts import Invocation, Manifest, Result, paused_gc
+from qalita_sidecar.run_context import DbtCounts, RunContext
 from qalita_sidecar.shipment import (
     Job,
     Metric,
@@ -323,7 +324,9 @@ def _to_shipment(invocation: Invocation, project: str, environment: str,
     job = Job(name=f"dbt {command} {project} {environment} {invocation.invocation_id[:8]}",
               started_at=_fmt_ts(started), finished_at=_fmt_ts(finished),
               status="failed" if job_failed else "succeeded")
-    counts = {c: getattr(project_counts, c) for c in _COUNTERS}
+    c = project_counts
+    counts = DbtCounts(passed=c.passed, failed=c.failed, warned=c.warned, errored=c.errored,
+                       skipped=c.skipped)
     return Shipment(
         key=dbt_key(project, environment, sha, invocation.invocation_id),
         origin="dbt",
@@ -333,10 +336,10 @@ def _to_shipment(invocation: Invocation, project: str, environment: str,
         metrics=tuple(b.metrics),
         recommendations=tuple(b.recommendations),
         schemas=schemas,
-        context={"invocation_id": invocation.invocation_id, "project": project,
-                 "environment": environment, "git_sha": sha, "command": command,
-                 "read_from": invocation.origin, "results": len(results),
-                 "tests": counts, "dbt_project": project_name},
+        context=RunContext(invocation_id=invocation.invocation_id, project=project,
+                           environment=environment, git_sha=sha, command=command,
+                           read_from=invocation.origin, results=len(results), tests=counts,
+                           dbt_project=project_name),
     )
 
 
