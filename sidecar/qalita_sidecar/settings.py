@@ -24,6 +24,8 @@ PACK_VERSION_ID_VARS = ("QALITA_PACK_VERSION_ID", "QALITA_WORKER_JOB_PACK_VERSIO
 SOURCE_VERSION_ID_VARS = ("QALITA_SOURCE_VERSION_ID",)
 CA_BUNDLE_VARS = ("QALITA_CA_BUNDLE", "REQUESTS_CA_BUNDLE")
 _TRUE = {"1", "true", "yes", "on"}
+DEFAULT_OUTBOX_DIR = Path(".qalita/outbox")
+DEFAULT_OUTBOX_MAX_BYTES = 512 * 1024 * 1024
 
 
 class SettingsError(Exception):
@@ -172,6 +174,46 @@ def _token(env: Mapping[str, str]) -> str | None:
     if not token:
         raise SettingsError(f"QALITA_TOKEN_FILE {path}: the file is empty")
     return token
+
+
+def read_secret(path: Path | None, env_var: str,
+                env: Mapping[str, str] | None = None) -> tuple[str, str] | None:
+    """A secret from the file when given, else from the variable: (value, where it came from),
+    None when neither is set. The value never appears in an error."""
+    env = os.environ if env is None else env
+    if path is not None:
+        try:
+            value = Path(path).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise SettingsError(f"--secret-file {path}: cannot read ({why})") from exc
+        if not value:
+            raise SettingsError(f"--secret-file {path}: the file is empty")
+        return value, f"--secret-file {path}"
+    value = (env.get(env_var) or "").strip()
+    return (value, env_var) if value else None
+
+
+def outbox_dir(env: Mapping[str, str] | None = None) -> Path:
+    """QALITA_OUTBOX_DIR, else .qalita/outbox (relative to where the command runs)."""
+    env = os.environ if env is None else env
+    return Path(env.get("QALITA_OUTBOX_DIR", "").strip() or DEFAULT_OUTBOX_DIR)
+
+
+def outbox_max_bytes(env: Mapping[str, str] | None = None) -> int:
+    """QALITA_OUTBOX_MAX_MB (a positive, finite number of megabytes; default 512) in bytes."""
+    env = os.environ if env is None else env
+    raw = env.get("QALITA_OUTBOX_MAX_MB", "").strip()
+    if not raw:
+        return DEFAULT_OUTBOX_MAX_BYTES
+    try:
+        mb = float(raw)
+    except ValueError:
+        mb = math.nan
+    if not math.isfinite(mb) or mb <= 0:
+        raise SettingsError(f"QALITA_OUTBOX_MAX_MB must be a positive number of megabytes, "
+                            f"got {raw!r}")
+    return max(1, int(mb * 1024 * 1024))
 
 
 def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings | None:

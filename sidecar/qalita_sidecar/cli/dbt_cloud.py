@@ -14,7 +14,6 @@ missing.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -44,6 +43,7 @@ from qalita_sidecar.readers.dbt.cloud import (
     cloud_settings,
 )
 from qalita_sidecar.readers.dbt.profile import ProfileError, load_target
+from qalita_sidecar.settings import SettingsError, read_secret
 from qalita_sidecar.shipping.deliver import EX_TEMPFAIL
 from qalita_sidecar.shipping.ledger import EitherLedger, file_ledger, ledger_for
 
@@ -149,20 +149,14 @@ def ingest_dbt_cloud(run_id: int, account_id: int | None, base_url: str | None,
 
 
 def _secret(secret_file: Path | None) -> str:
-    if secret_file is not None:
-        try:
-            value = secret_file.read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-            raise InputError(f"--secret-file {secret_file}: cannot read ({why})") from exc
-        if not value:
-            raise InputError(f"--secret-file {secret_file}: the file is empty")
-        return value
-    value = (os.environ.get(SECRET_ENV) or "").strip()
-    if not value:
+    try:
+        found = read_secret(secret_file, SECRET_ENV)
+    except SettingsError as exc:
+        raise InputError(str(exc)) from exc
+    if found is None:
         raise InputError(f"the webhook's secret is required: --secret-file or {SECRET_ENV} "
                          "(dbt Cloud shows it once, when the webhook is created)")
-    return value
+    return found[0]
 
 
 @click.command("dbt-cloud")

@@ -33,7 +33,6 @@ import hashlib
 import hmac
 import ipaddress
 import json
-import os
 import signal
 import socket
 import sys
@@ -49,7 +48,7 @@ from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
 import msgspec
 
-from qalita_sidecar.settings import Settings, SettingsError
+from qalita_sidecar.settings import Settings, SettingsError, read_secret
 from qalita_sidecar.shipment import Shipment, idempotency_key
 from qalita_sidecar.shipping.client import QalitaClient
 from qalita_sidecar.shipping.deliver import Outcome, ship
@@ -123,18 +122,11 @@ class SharedSecret:
     def load(cls, path: Path | None, env_var: str,
              env: dict[str, str] | None = None) -> SharedSecret | None:
         """From the file when given, else from the variable; None when neither is set."""
-        env = dict(os.environ) if env is None else env
-        if path is not None:
-            try:
-                value = Path(path).read_text(encoding="utf-8").strip()
-            except (OSError, UnicodeDecodeError) as exc:
-                why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-                raise SecretError(f"--secret-file {path}: cannot read ({why})") from exc
-            if not value:
-                raise SecretError(f"--secret-file {path}: the file is empty")
-            return cls(value, f"--secret-file {path}")
-        value = (env.get(env_var) or "").strip()
-        return cls(value, env_var) if value else None
+        try:
+            found = read_secret(path, env_var, env)
+        except SettingsError as exc:
+            raise SecretError(str(exc)) from exc
+        return cls(*found) if found else None
 
     def matches(self, candidate: str) -> bool:
         # Constant time over the bytes; a candidate that is not ASCII cannot match anyway.

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import math
 import os
 import time
 from collections.abc import Iterator
@@ -26,10 +25,9 @@ from typing import Any
 
 import msgspec
 
+from qalita_sidecar import settings
 from qalita_sidecar.shipment import Shipment, decode_shipment
 
-DEFAULT_ROOT = Path(".qalita/outbox")
-DEFAULT_MAX_BYTES = 512 * 1024 * 1024
 IDS_SUFFIX = ".ids.json"
 REASON_SUFFIX = ".reason.txt"
 ID_FIELDS = ("source_id", "job_id", "logs_id", "job_requested_at")
@@ -68,8 +66,7 @@ class SetAside:
 
 
 def default_root(env: dict[str, str] | None = None) -> Path:
-    env = dict(os.environ) if env is None else env
-    return Path(env.get("QALITA_OUTBOX_DIR") or DEFAULT_ROOT)
+    return settings.outbox_dir(env)
 
 
 def _dumps(data: dict[str, Any], indent: bool = False) -> bytes:
@@ -106,19 +103,10 @@ def _alive(pid: int) -> bool:
 
 
 def max_bytes_from_env(env: dict[str, str] | None = None) -> int:
-    """QALITA_OUTBOX_MAX_MB (a positive, finite number of megabytes; default 512) in bytes."""
-    env = dict(os.environ) if env is None else env
-    raw = env.get("QALITA_OUTBOX_MAX_MB", "").strip()
-    if not raw:
-        return DEFAULT_MAX_BYTES
     try:
-        mb = float(raw)
-    except ValueError:
-        mb = math.nan
-    if not math.isfinite(mb) or mb <= 0:
-        raise OutboxError(f"QALITA_OUTBOX_MAX_MB must be a positive number of megabytes, "
-                          f"got {raw!r}")
-    return max(1, int(mb * 1024 * 1024))
+        return settings.outbox_max_bytes(env)
+    except settings.SettingsError as exc:
+        raise OutboxError(str(exc)) from exc
 
 
 def _int_field(data: dict[str, Any], name: str, where: Path) -> int | None:
