@@ -237,6 +237,16 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
     mapping_file = Path(mapping_path) if mapping_path else None
     ca = _first(env, CA_BUNDLE_VARS)
     ca_bundle = given.pop("ca_bundle", None) or (ca[1] if ca else None)
+    # The QALITA CLI's opt-out; a CA bundle is the better answer to a private CA.
+    skip_verify = env.get("SKIP_SSL_VERIFY", "").strip().lower() in _TRUE
+    if skip_verify and ca_bundle:
+        if ca and ca[0] == "REQUESTS_CA_BUNDLE":
+            # a machine-wide variable for every requests user: the explicit opt-out wins
+            ca_bundle = None
+        else:
+            raise SettingsError(f"SKIP_SSL_VERIFY=true and {ca[0] if ca else 'ca_bundle'} are "
+                                "both set: a CA bundle verifies TLS, SKIP_SSL_VERIFY turns "
+                                "verification off; unset one")
     if ca_bundle and not Path(ca_bundle).exists():
         name = ca[0] if ca else "ca_bundle"
         raise SettingsError(f"{name} {ca_bundle}: no such file")
@@ -250,8 +260,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         "pack_version_id": _int(env, PACK_VERSION_ID_VARS),
         "source_version_id": _int(env, SOURCE_VERSION_ID_VARS),
         "ca_bundle": ca_bundle,
-        # The QALITA CLI's opt-out; a CA bundle is the better answer to a private CA.
-        "verify": env.get("SKIP_SSL_VERIFY", "").strip().lower() not in _TRUE,
+        "verify": not skip_verify,
         "request_timeout_s": _float(env, "QALITA_TIMEOUT", 30.0),
         "deadline_s": _float(env, "QALITA_DEADLINE", 60.0),
         "mapping_file": mapping_file,

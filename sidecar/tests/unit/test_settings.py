@@ -70,6 +70,21 @@ def test_tls_verified_by_default_ca_bundle_and_opt_out(tmp_path):
     assert load_settings({**base, "SKIP_SSL_VERIFY": "true"}).verify is False
 
 
+def test_skip_ssl_verify_beside_a_ca_bundle_is_never_silently_ignored(tmp_path):
+    base = {"QALITA_WORKER_ENDPOINT": "https://q", "QALITA_WORKER_TOKEN": TOKEN,
+            "SKIP_SSL_VERIFY": "true"}
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    # the machine-wide requests variable does not override the explicit opt-out
+    settings = load_settings({**base, "REQUESTS_CA_BUNDLE": str(ca)})
+    assert settings.verify is False and settings.ca_bundle is None
+    # QALITA's own CA setting and the opt-out contradict each other: one line naming both
+    with pytest.raises(SettingsError) as err:
+        load_settings({**base, "QALITA_CA_BUNDLE": str(ca)})
+    message = str(err.value)
+    assert "SKIP_SSL_VERIFY" in message and "QALITA_CA_BUNDLE" in message and "\n" not in message
+
+
 def test_secrets_never_in_repr():
     s = load_settings({"QALITA_WORKER_ENDPOINT": "https://q", "QALITA_WORKER_TOKEN": TOKEN,
                        "QALITA_PASSWORD": "pw-secret", "QALITA_USERNAME": "bot"})
