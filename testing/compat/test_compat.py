@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 
 import design
 import pytest
@@ -168,3 +169,20 @@ def test_sidecar_in_dbt_19_reads_the_tables_dbt_19_wrote(compat_session, adapter
     assert shipped[run.build_id[:8]].startswith("dbt build ")
     assert run.read["tables"][run.build_id]["tests"] == shipped_counts()
     assert run.venv.dbt_version().startswith("1.9.")  # running the sidecar changed nothing
+
+
+def test_the_sidecar_alone_installs_no_dbt(tmp_path):
+    """`pip install ./sidecar` in a fresh venv: what the sidecar imports, and nothing of dbt."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", str(REPO / "sidecar")],
+                         capture_output=True, text=True)
+    assert pip.returncode == 0, pip.stdout[-2000:] + pip.stderr[-2000:]
+    listed = subprocess.run([str(venv / "bin" / "pip"), "list", "--format=json"],
+                            capture_output=True, text=True, check=True)
+    names = {p["name"].lower() for p in json.loads(listed.stdout)}
+    assert "qalita-sidecar" in names
+    assert not {n for n in names if n.startswith("dbt")}, sorted(names)
+    cli = subprocess.run([str(venv / "bin" / "qalita-sidecar"), "ingest", "dbt", "--help"],
+                         capture_output=True, text=True)
+    assert cli.returncode == 0 and "--no-tables" in cli.stdout, cli.stdout + cli.stderr
