@@ -322,6 +322,21 @@ def test_a_run_operations_macro_result_is_not_from_another_project(tmp_path):
     assert inv.command == "run-operation" and len(inv.results) == 1
 
 
+def test_numbers_written_as_strings_and_odd_adapter_responses_are_read(tmp_path):
+    doc = run_results_doc(6)
+    model, test = doc["results"]
+    model.update(execution_time="1.5", adapter_response={"_message": "OK", "rows_affected": "12"})
+    test.update(failures="3", status="fail", adapter_response={"rows_affected": "n/a"})
+    inv = read_run_results(write(tmp_path, "run_results.json", doc))
+    by_id = {r.unique_id: r for r in inv.results}
+    assert by_id[MODEL].execution_time == 1.5 and by_id[MODEL].rows_affected == 12
+    assert by_id[TEST].failures == 3 and by_id[TEST].rows_affected is None
+    # a field that cannot be read as its type is still one line naming the file and the field
+    test["failures"] = "many"
+    with pytest.raises(artifacts.ArtifactError, match=r"bad.json: .*results\[1\].failures"):
+        read_run_results(write(tmp_path, "bad.json", doc))
+
+
 def test_a_byte_order_mark_is_no_error(tmp_path):
     path = write(tmp_path, "manifest.json", b"\xef\xbb\xbf" + json.dumps(manifest_doc(12)).encode())
     assert read_manifest(path).project_name == "shop"

@@ -172,7 +172,9 @@ class _Timing(msgspec.Struct, gc=False):
 
 
 class _AdapterResponse(msgspec.Struct, gc=False):
-    rows_affected: int | None = None
+    # each adapter writes its own response; this count is only shown, so an odd value is dropped
+    # (see _count) rather than refusing the whole file
+    rows_affected: Any = None
 
 
 # Fusion leaves out compiled, compiled_code, batch_results and, on success, message; dbt 1.12 adds
@@ -270,13 +272,27 @@ def _read(path: Path, kind: str, versions: tuple[int, ...], schema: type[msgspec
         warnings = (f"{path}: {kind} schema v{version} is newer than the ones this sidecar knows "
                     f"({_versions(versions)}): read with the fields they share",)
     try:
-        return version, msgspec.json.decode(data, type=schema), warnings
+        # strict=False: a number written as a string ("12", as some adapters do) is read as one
+        return version, msgspec.json.decode(data, type=schema, strict=False), warnings
     except msgspec.ValidationError as exc:
         newer = " (newer than the known versions, and not compatible)" if warnings else ""
         raise ArtifactError(f"{path}: unexpected content for a {kind} v{version}{newer} "
                             f"({exc})") from exc
     except msgspec.DecodeError as exc:  # invalid UTF-8 in a field the header skipped
         raise ArtifactError(f"{path}: {_decode_reason(exc)}") from exc
+
+
+def _count(value: Any) -> int | None:
+    """A whole number of rows, however the adapter wrote it; None when it is not one."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value.strip())
+    return None
 
 
 def _decode_reason(exc: msgspec.DecodeError) -> str:
@@ -471,7 +487,8 @@ def _read_run_results(path: Path, manifest: Manifest | None) -> Invocation:
     invocation_id, listed, warnings = _listed(path, raw, manifest, warnings)
     results = tuple(
         _enrich(r.unique_id, r.status, manifest, failures=r.failures,
-                rows_affected=r.adapter_response.rows_affected if r.adapter_response else None,
+                rows_affected=_count(r.adapter_response.rows_affected)
+                if r.adapter_response else None,
                 message=r.message, execution_time=r.execution_time)
         for r in listed
     )
