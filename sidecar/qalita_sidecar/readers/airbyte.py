@@ -32,7 +32,15 @@ from qalita_sidecar.readers.common import (
     schema_entries,
 )
 from qalita_sidecar.run_context import RunContext
-from qalita_sidecar.shipment import Job, Metric, Recommendation, Scope, Shipment, idempotency_key
+from qalita_sidecar.shipment import (
+    Job,
+    Metric,
+    Recommendation,
+    Scope,
+    Shipment,
+    column_scope,
+    idempotency_key,
+)
 
 STATS = ("records_emitted", "records_committed", "bytes_emitted", "bytes_committed")
 _CAMEL = {"records_emitted": "recordsEmitted", "records_committed": "recordsCommitted",
@@ -159,7 +167,8 @@ def sync_key(sync: AirbyteSync) -> str:
 
 def sync_to_shipment(sync: AirbyteSync, source_name: str | None = None) -> Shipment:
     label = sync.connection_name or f"airbyte-{sync.connection_id}"
-    connection = Scope("database", label)
+    # named after the QALITA source, as QALITA's packs name it
+    connection = Scope("database", source_name or label)
     metrics = [Metric(k, v, connection) for k, v in sync.stats.items()]
     if sync.duration_s is not None:
         metrics.append(Metric("duration_seconds", round(sync.duration_s, 3), connection))
@@ -180,14 +189,14 @@ def sync_to_shipment(sync: AirbyteSync, source_name: str | None = None) -> Shipm
         dataset = Scope("dataset", stream.name, connection)
         scopes.append(dataset)
         for column in stream.columns:
-            scope = Scope("column", column.name, dataset)
+            scope = column_scope(dataset, column.name)
             scopes.append(scope)
             metrics.append(Metric("data_type", column.type, scope))
     run = f"{sync.connection_id}/{sync.job_id}" + (f"/{sync.attempt}" if sync.attempt else "")
     return Shipment(
         key=sync_key(sync),
         origin="airbyte",
-        source_name=source_name or label,
+        source_name=connection.value,
         source_type="database",
         job=Job(f"airbyte sync {label} (job {sync.job_id})", sync.started_at, sync.finished_at,
                 "succeeded" if sync.succeeded else "failed"),

@@ -79,10 +79,23 @@ def count_metrics(prefix: str, counts: Counter[str], scope: Scope,
 
 def schema_entries(scopes: Iterable[Scope]) -> tuple[SchemaEntry, ...]:
     """One entry per distinct scope, parents first, in first-seen order (QALITA wants every scope
-    that a metric or recommendation uses)."""
+    that a metric or recommendation uses).
+
+    A column names its dataset without the dataset's own parent (as QALITA's packs write it): that
+    dataset is listed once, in its full form, before the column."""
+    scopes = list(scopes)
+    full: dict[str, Scope] = {}
+    for scope in scopes:
+        node: Scope | None = scope
+        while node is not None:
+            if node.perimeter == "dataset" and node.parent is not None:
+                full.setdefault(node.value, node)
+            node = node.parent
     seen: dict[Scope, None] = {}
 
     def add(scope: Scope) -> None:
+        if scope.perimeter == "dataset" and scope.parent is None:
+            scope = full.get(scope.value, scope)
         if scope.parent is not None:
             add(scope.parent)
         seen.setdefault(scope, None)

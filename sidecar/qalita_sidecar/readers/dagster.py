@@ -21,7 +21,15 @@ from dataclasses import dataclass, field
 
 from qalita_sidecar.readers.common import count_metrics, now_date, schema_entries
 from qalita_sidecar.run_context import RunContext
-from qalita_sidecar.shipment import Job, Metric, Recommendation, Scope, Shipment, idempotency_key
+from qalita_sidecar.shipment import (
+    Job,
+    Metric,
+    Recommendation,
+    Scope,
+    Shipment,
+    column_scope,
+    idempotency_key,
+)
 
 
 @dataclass(frozen=True)
@@ -52,7 +60,8 @@ class DagsterRunRecord:
 def run_to_shipment(run: DagsterRunRecord, project: str = "dagster",
                     source_name: str | None = None) -> Shipment:
     """One Shipment per run (pure)."""
-    database = Scope("database", project)
+    # named after the QALITA source, as QALITA's packs name it
+    database = Scope("database", source_name or project)
     datasets: dict[str, Scope] = {}
 
     def dataset(name: str) -> Scope:
@@ -63,7 +72,7 @@ def run_to_shipment(run: DagsterRunRecord, project: str = "dagster",
     recommendations: list[Recommendation] = []
     for check in run.checks:
         asset = dataset(check.asset)
-        scope = Scope("column", check.column, asset) if check.column else asset
+        scope = column_scope(asset, check.column) if check.column else asset
         outcome = "passed" if check.passed else ("warned" if check.severity == "WARN"
                                                  else "failed")
         for s in dict.fromkeys((database, asset, scope)):  # scope may be the asset
@@ -93,7 +102,7 @@ def run_to_shipment(run: DagsterRunRecord, project: str = "dagster",
     return Shipment(
         key=idempotency_key("dagster", project, run.run_id),
         origin="dagster",
-        source_name=source_name or project,
+        source_name=database.value,
         source_type="database",
         job=Job(f"dagster run {run.job_name} ({run.run_id[:8]})", start,
                 run.finished_at or start, "succeeded" if run.status == "SUCCESS" else "failed"),

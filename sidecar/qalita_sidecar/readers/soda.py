@@ -27,7 +27,15 @@ from qalita_sidecar.readers.common import (
     schema_entries,
 )
 from qalita_sidecar.run_context import RunContext
-from qalita_sidecar.shipment import Job, Metric, Recommendation, Scope, Shipment, idempotency_key
+from qalita_sidecar.shipment import (
+    Job,
+    Metric,
+    Recommendation,
+    Scope,
+    Shipment,
+    column_scope,
+    idempotency_key,
+)
 
 OUTCOMES = {"pass": "passed", "fail": "failed", "warn": "warned"}
 LEVELS = {"failed": "high", "warned": "warning", "errored": "high"}
@@ -64,12 +72,11 @@ def _outcome(check: dict[str, Any]) -> str:
     return OUTCOMES.get(str(check.get("outcome") or "").lower(), "errored")
 
 
-def _scopes(check: dict[str, Any], default_ds: str) -> tuple[Scope, Scope | None, Scope | None]:
-    database = Scope("database", str(check.get("dataSource") or default_ds))
+def _scopes(check: dict[str, Any], database: Scope) -> tuple[Scope, Scope | None, Scope | None]:
     table = check.get("table")
     dataset = Scope("dataset", str(table), database) if table else None
     column = check.get("column")
-    col = Scope("column", str(column), dataset) if column and dataset else None
+    col = column_scope(dataset, str(column)) if column and dataset else None
     return database, dataset, col
 
 
@@ -78,11 +85,10 @@ def _metric_names(scan: dict[str, Any]) -> dict[str, str]:
             if isinstance(m, dict) and m.get("metricName")}
 
 
-def _content(check: dict[str, Any], outcome: str, scope: Scope, value: Any) -> str:
+def _content(check: dict[str, Any], outcome: str, scope: Scope, value: Any, ds: str) -> str:
     where = scope.value
     if scope.perimeter == "column" and scope.parent is not None:
         where = f"{scope.parent.value}.{scope.value}"
-    ds = scope.value if scope.perimeter == "database" else _root(scope).value
     text = f"Soda check `{check['name']}` {VERBS[outcome]} on {where} (data source {ds})"
     diagnostics = check.get("diagnostics") or {}
     if is_number(value):
@@ -100,13 +106,7 @@ def _content(check: dict[str, Any], outcome: str, scope: Scope, value: Any) -> s
     return text + "."
 
 
-def _root(scope: Scope) -> Scope:
-    while scope.parent is not None:
-        scope = scope.parent
-    return scope
-
-
-def _schema_columns(scan: dict[str, Any], default_ds: str) -> list[Scope]:
+def _schema_columns(scan: dict[str, Any], database: Scope) -> list[Scope]:
     """Columns Soda's schema metrics saw (value: [{columnName, sourceDataType}])."""
     scopes: list[Scope] = []
     for metric in scan.get("metrics") or []:
@@ -115,10 +115,9 @@ def _schema_columns(scan: dict[str, Any], default_ds: str) -> list[Scope]:
         table, columns = metric.get("tableName"), metric.get("value")
         if not table or not isinstance(columns, list):
             continue
-        dataset = Scope("dataset", str(table),
-                        Scope("database", str(metric.get("dataSourceName") or default_ds)))
+        dataset = Scope("dataset", str(table), database)
         scopes.append(dataset)
-        scopes += [Scope("column", str(c["columnName"]), dataset) for c in columns
+        scopes += [column_scope(dataset, str(c["columnName"])) for c in columns
                    if isinstance(c, dict) and c.get("columnName")]
     return scopes
 
@@ -133,9 +132,11 @@ def scan_to_shipment(scan: dict[str, Any], source_name: str | None = None) -> Sh
     seen_values: set[tuple[str, Scope]] = set()
     recommendations: list[Recommendation] = []
 
+    # named after the QALITA source, as QALITA's packs name it (a scan reads one data source)
+    source = source_name or default_ds
     for check in scan["checks"]:
         outcome = _outcome(check)
-        database, dataset, column = _scopes(check, default_ds)
+        database, dataset, column = _scopes(check, Scope("database", source))
         scope = column or dataset or database
         for s in (database, dataset, column):
             if s is not None:
@@ -149,7 +150,8 @@ def scan_to_shipment(scan: dict[str, Any], source_name: str | None = None) -> Sh
             seen_values.add((key, scope))
             values.append(Metric(key, value, scope))
         if outcome != "passed":
-            recommendations.append(Recommendation(_content(check, outcome, scope, value),
+            ds = str(check.get("dataSource") or default_ds)
+            recommendations.append(Recommendation(_content(check, outcome, scope, value, ds),
                                                   TYPES[outcome], scope, LEVELS[outcome]))  # type: ignore[arg-type]
 
     metrics: list[Metric] = []
@@ -157,7 +159,7 @@ def scan_to_shipment(scan: dict[str, Any], source_name: str | None = None) -> Sh
         metrics += count_metrics("check", counter, scope)
     metrics += values
     scopes = [m.scope for m in metrics] + [r.scope for r in recommendations]
-    scopes += _schema_columns(scan, default_ds)
+    scopes += _schema_columns(scan, Scope("database", source))
 
     total: Counter[str] = Counter()
     for scope, counter in counts.items():
@@ -175,7 +177,7 @@ def scan_to_shipment(scan: dict[str, Any], source_name: str | None = None) -> Sh
         key=idempotency_key("soda", default_ds, definition, scan.get("scanStartTimestamp"),
                             digest),
         origin="soda",
-        source_name=source_name or default_ds,
+        source_name=source,
         source_type="database",
         job=Job(f"soda scan {definition} ({default_ds})", start, end, status),
         metrics=tuple(metrics),

@@ -13,6 +13,8 @@ from qalita_sidecar.readers.dbt.to_shipment import executes_nothing, score, to_s
 from qalita_sidecar.shipment import Scope, idempotency_key
 
 P = "shop"
+# the database scope: the QALITA source, "<project> (<environment>)" unless named
+DB = "Shop (prod)"
 MODEL = "model.shop.orders"
 SOURCE = "source.shop.raw.payments"
 START = datetime(2026, 3, 1, 8, 30, 5, 123456)
@@ -48,7 +50,7 @@ def test_passing_test_counts_and_scores_without_recommendation():
     assert metrics(s, "orders") == {"tests_total": 1, "tests_passed": 1, "tests_failed": 0,
                                     "tests_warned": 0, "tests_errored": 0, "tests_skipped": 0,
                                     "score": "1.00"}
-    assert metrics(s, P)["score"] == "1.00"
+    assert metrics(s, DB)["score"] == "1.00"
     assert s.recommendations == ()
     assert s.job.status == "succeeded"
 
@@ -61,7 +63,13 @@ def test_failing_test_is_a_high_column_scoped_recommendation_naming_model_column
     assert "not_null" in content and "orders" in content and "customer_id" in content
     assert "12 failing rows" in content
     rec = s.recommendations[0]
-    assert rec.scope.parent == Scope("dataset", "orders", Scope("database", P))
+    # as QALITA's packs write it: a column directly under its dataset, the database scope named
+    # after the QALITA source; schemas.json lists the dataset in full, before its column
+    assert rec.scope.parent == Scope("dataset", "orders")
+    entries = [(e.key, e.value, e.scope) for e in s.schemas]
+    assert entries == [("database", DB, Scope("database", DB)),
+                       ("dataset", "orders", Scope("dataset", "orders", Scope("database", DB))),
+                       ("column", "customer_id", rec.scope)]
     assert metrics(s, "orders")["tests_failed"] == 1 and metrics(s, "orders")["score"] == "0.00"
     # a failing data test is a finding, not a failed job
     assert s.job.status == "succeeded"
@@ -93,7 +101,7 @@ def test_skipped_tests_are_counted_but_never_scored():
     s = ship(dtest("a_orders", "skipped"), dtest("b_orders", "skipped"))
     m = metrics(s, "orders")
     assert (m["tests_total"], m["tests_skipped"]) == (2, 2)
-    assert "score" not in m and "score" not in metrics(s, P)  # no evidence is not a perfect score
+    assert "score" not in m and "score" not in metrics(s, DB)  # no evidence is not a perfect score
     assert s.recommendations == ()
 
 
@@ -111,7 +119,7 @@ def test_score_rounds_half_up_and_1_00_means_every_test_passed(passed, failed, w
 def test_statuses_count_in_any_case():
     s = ship(dtest("a_orders", "PASS"), dtest("b_orders", "Fail", failures=1),
              dtest("c_orders", "Warn", severity="warn"), dtest("d_orders", "Skipped"))
-    m = metrics(s, P)
+    m = metrics(s, DB)
     assert (m["tests_passed"], m["tests_failed"], m["tests_warned"], m["tests_skipped"],
             m["tests_errored"]) == (1, 1, 1, 1, 0)
     assert [r[1] for r in recs(s)] == ["Test failed", "Test warning"]
@@ -119,7 +127,7 @@ def test_statuses_count_in_any_case():
 
 def test_an_unknown_test_status_counts_as_errored_and_is_named():
     s = ship(dtest("a_orders", "pass"), dtest("b_orders", "exploded"))
-    m = metrics(s, P)
+    m = metrics(s, DB)
     assert (m["tests_total"], m["tests_passed"], m["tests_errored"], m["score"]) == \
         (2, 1, 1, "0.50")
     [(level, type_, _, _, content)] = recs(s)
@@ -129,7 +137,7 @@ def test_an_unknown_test_status_counts_as_errored_and_is_named():
 
 def test_a_unique_id_repeated_counts_once():
     s = ship(dtest("a_orders", "pass"), dtest("a_orders", "pass"), dtest("b_orders", "fail"))
-    assert (metrics(s, P)["tests_total"], metrics(s, P)["tests_passed"]) == (2, 1)
+    assert (metrics(s, DB)["tests_total"], metrics(s, DB)["tests_passed"]) == (2, 1)
     assert s.context.results == 2
 
 
@@ -170,7 +178,7 @@ def test_model_success_gives_rows_affected_and_execution_time():
     assert metrics(s, "orders") == {"rows_affected": 42, "execution_time": 1.235}
     assert metrics(s, "countries") == {"rows_affected": 7, "execution_time": 0.5}
     assert metrics(s, "orders_snap") == {"execution_time": 0.25}
-    assert "score" not in metrics(s, P) and s.recommendations == ()
+    assert "score" not in metrics(s, DB) and s.recommendations == ()
     assert s.job.status == "succeeded"
 
 
@@ -244,8 +252,8 @@ def test_source_test_is_scoped_to_the_source_table():
 
 def test_test_without_subject_is_project_scoped():
     s = ship(dtest("orphan_check", "fail", failures=1, subject=None))
-    assert s.recommendations[0].scope == Scope("database", P)
-    assert metrics(s, P)["tests_failed"] == 1
+    assert s.recommendations[0].scope == Scope("database", DB)
+    assert metrics(s, DB)["tests_failed"] == 1
 
 
 def test_schemas_cover_exactly_the_scopes_used():

@@ -26,6 +26,7 @@ from qalita_sidecar.shipment import (
     SchemaEntry,
     Scope,
     Shipment,
+    column_scope,
     idempotency_key,
 )
 
@@ -173,7 +174,7 @@ class _Builder:
         key = (dataset.value, column)
         scope = self.columns.get(key)
         if scope is None:
-            scope = self.columns[key] = Scope("column", column, dataset)
+            scope = self.columns[key] = column_scope(dataset, column)
         return scope
 
     def where(self, scope: Scope) -> str:
@@ -247,7 +248,10 @@ def to_shipment(
 def _to_shipment(invocation: Invocation, project: str, environment: str,
                  manifest: Manifest | None, source_name: str | None) -> Shipment:
     project_name = invocation.project_name or (manifest.project_name if manifest else project)
-    b = _Builder(Scope("database", project_name), manifest)
+    source = source_name or f"{project} ({environment})"
+    # the database scope is named after the QALITA source, as QALITA's packs name it, so dbt's
+    # figures sit beside the other results of the same source
+    b = _Builder(Scope("database", source), manifest)
     per_dataset: dict[str, _Counts] = defaultdict(_Counts)
     project_counts = _Counts()
     job_failed = False
@@ -330,7 +334,7 @@ def _to_shipment(invocation: Invocation, project: str, environment: str,
     return Shipment(
         key=dbt_key(project, environment, sha, invocation.invocation_id),
         origin="dbt",
-        source_name=source_name or f"{project} ({environment})",
+        source_name=source,
         source_type="database",
         job=job,
         metrics=tuple(b.metrics),
