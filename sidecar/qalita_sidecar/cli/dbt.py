@@ -33,6 +33,7 @@ from qalita_sidecar.readers.dbt.profile import (
     ProfileError,
     WarehouseTarget,
     load_target,
+    project_name,
     target_name,
 )
 from qalita_sidecar.shipping import deliver
@@ -127,6 +128,32 @@ def _drops_freshness_errors(dbt_version: str | None) -> bool:
     return (major, minor) >= (1, 8)
 
 
+def _project_name(man: artifacts.Manifest | None, project_dir: Path, target_path: Path,
+                  results_path: Path | None, sources_path: Path | None) -> str:
+    """The manifest's name, else dbt_project.yml's, else the package the results' node ids name.
+
+    Exits 0 when the files hold no result at all (nothing ran: no name is needed to say so)."""
+    files = [p for p in (results_path, sources_path) if p]
+    name = ((man.project_name if man else None) or project_name(project_dir)
+            or artifacts.project_of_results(files))
+    if name:
+        return name
+    if files and all(artifacts.result_ids(p) == [] for p in files):
+        for path in files:
+            click.echo(f"{path}: no result, nothing ran: not shipped")
+        click.echo("shipped: nothing to ship")
+        sys.exit(0)
+    try:  # a file that cannot be read says so before a missing name is blamed
+        if results_path:
+            artifacts.read_run_results(results_path)
+        if sources_path:
+            artifacts.read_sources(sources_path)
+    except artifacts.ArtifactError as exc:
+        raise InputError(str(exc)) from exc
+    raise InputError(f"--project is required: no manifest.json in {target_path}, no "
+                     f"dbt_project.yml in {project_dir}, and no node id names a project")
+
+
 @click.command("dbt")
 @click.option("--manifest", type=click.Path(path_type=Path),
               help="manifest.json (default: <target-path>/manifest.json).")
@@ -135,7 +162,8 @@ def _drops_freshness_errors(dbt_version: str | None) -> bool:
 @click.option("--sources", type=click.Path(path_type=Path),
               help="sources.json of `dbt source freshness` (default: <target-path>/sources.json, "
                    "if present).")
-@click.option("--project", help="Project name in QALITA (default: the dbt project's name).")
+@click.option("--project", help="Project name in QALITA (default: the dbt project's name, from "
+              "manifest.json, else dbt_project.yml, else the results' node ids).")
 @click.option("--env", "environment", help="Environment name (default: what the package "
               "recorded, var qalita_environment or the target's name; else the target's name).")
 @click.option("--project-dir", type=click.Path(path_type=Path, file_okay=False), default=".",
@@ -191,10 +219,8 @@ def ingest_dbt(manifest: Path | None, results: Path | None, sources: Path | None
         except ProfileError as exc:
             problem = str(exc)
     schema = qalita_schema or (warehouse.default_schema(target) if target else None)
-    project = project or (man.project_name if man else None)
-    if not project:
-        raise InputError("--project is required when no manifest.json is found "
-                         f"(looked in {target_path})")
+    project = project or _project_name(man, project_dir, target_path, results_path,
+                                       sources_path)
     # the package's rule for an environment (var qalita_environment, else the target's name),
     # applied the same way to the tables and to the artifacts, so one invocation keeps one key
     # however it is read: without a warehouse, the target dbt would run with

@@ -232,7 +232,7 @@ def test_a_newer_compatible_version_is_read_with_one_warning_naming_it(tmp_path)
     inv = read_run_results(path)
     assert len(inv.results) == 2
     [warning] = inv.warnings
-    assert warning.startswith(f"{path}: run-results schema v7 is newer") and "v4 to v6" in warning
+    assert warning.startswith(f"{path}: run-results schema v7 is newer") and "v1 to v6" in warning
     m = read_manifest(write(tmp_path, "manifest.json", manifest_doc(12) | {"metadata": {
         **manifest_doc(12)["metadata"], "dbt_schema_version": URL.format(kind="manifest",
                                                                           version=21)}}))
@@ -370,6 +370,69 @@ def test_cli_reports_a_corrupt_file_in_one_line_and_exits_1(tmp_path):
         not list((tmp_path / "outbox" / "pending").iterdir())
 
 
+def dry_run(project_dir: Path):
+    return CliRunner().invoke(main, ["ingest", "dbt", "--no-tables", "--dry-run", "--project-dir",
+                                     str(project_dir)],
+                              env={"QALITA_WORKER_ENDPOINT": "", "QALITA_OUTBOX_DIR": "",
+                                   "DBT_TARGET_PATH": ""})
+
+
+def test_without_a_manifest_the_project_is_dbt_project_yml_else_the_node_ids(tmp_path):
+    target = tmp_path / "target"
+    target.mkdir()
+    write(target, "run_results.json", run_results_doc(6))
+    out = dry_run(tmp_path)
+    assert out.exit_code == 0, out.output
+    assert "would ship dbt build shop " in out.output  # `test.shop.…` names the project
+    (tmp_path / "dbt_project.yml").write_text("name: 'named_in_yaml'\nprofile: x\n")
+    out = dry_run(tmp_path)
+    assert out.exit_code == 0 and "would ship dbt build named_in_yaml " in out.output, out.output
+
+
+def test_a_results_file_without_results_is_not_shipped_and_says_why(tmp_path):
+    target = tmp_path / "target"
+    target.mkdir()
+    empty = write(target, "run_results.json", {**run_results_doc(6), "results": []})
+    out = dry_run(tmp_path)
+    assert out.exit_code == 0, out.output
+    assert f"{empty}: no result, nothing ran: not shipped" in out.output
+    assert "would ship" not in out.output
+
+
+def test_a_file_of_dbt_before_0_19_is_one_line_saying_so(tmp_path):
+    target = tmp_path / "target"
+    target.mkdir()
+    old = write(target, "run_results.json", {
+        "results": [{"node": {"unique_id": "test.x.t", "resource_type": "test"}, "status": None,
+                     "fail": None, "warn": None, "skip": False}],
+        "generated_at": "2021-06-06T10:00:00Z", "elapsed_time": 0.49})
+    out = dry_run(tmp_path)
+    assert out.exit_code == 1
+    assert out.output.strip().splitlines()[-1] == (
+        f"qalita-sidecar: error: {old}: written by dbt before 0.19 (no metadata block): not "
+        "supported (run-results v1 to v6)")
+
+
+def test_run_results_of_dbt_0_19_to_0_21_are_read(tmp_path):
+    """run_results v1 to v3: the v4 fields, v1 without `failures`; test statuses as later."""
+    for version in (1, 2, 3):
+        doc = run_results_doc(6)
+        doc["metadata"] = {"dbt_schema_version": URL.format(kind="run-results", version=version),
+                           "dbt_version": f"0.{18 + version}.0", "invocation_id": f"inv-{version}",
+                           "generated_at": "2021-06-28T13:26:34.369249Z", "env": {}}
+        doc["args"] = {"which": "test", "rpc_method": "test"}
+        for r in doc["results"]:
+            r.pop("compiled_code", None)
+            r.pop("relation_name", None)
+            if version == 1:
+                r.pop("failures", None)
+        inv = read_run_results(write(tmp_path, f"v{version}.json", doc))
+        assert inv.command == "test" and inv.warnings == ()
+        assert [(r.unique_id, r.status) for r in inv.results] == [(MODEL, "success"),
+                                                                  (TEST, "fail")]
+
+
 def test_version_ranges_are_the_documented_ones():
     assert (artifacts.MANIFEST_VERSIONS, artifacts.RUN_RESULTS_VERSIONS,
-            artifacts.SOURCES_VERSIONS) == ((4, 5, 6, 7, 8, 9, 10, 11, 12, 20), (4, 5, 6), (1, 2, 3))
+            artifacts.SOURCES_VERSIONS) == ((4, 5, 6, 7, 8, 9, 10, 11, 12, 20),
+                                            (1, 2, 3, 4, 5, 6), (1, 2, 3))

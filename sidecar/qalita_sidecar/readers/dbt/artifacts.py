@@ -14,7 +14,7 @@ import gc
 import hashlib
 import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -24,7 +24,8 @@ from typing import Any
 import msgspec
 
 MANIFEST_VERSIONS = (*range(4, 13), 20)  # 20: dbt Fusion
-RUN_RESULTS_VERSIONS = (4, 5, 6)
+# v1 to v3 (dbt 0.19 to 0.21) hold the same fields as v4, in the same places
+RUN_RESULTS_VERSIONS = (1, 2, 3, 4, 5, 6)
 SOURCES_VERSIONS = (1, 2, 3)
 _SCHEMA_URL = re.compile(r"/dbt/([a-z-]+)/v(\d+)\.json$")
 
@@ -260,6 +261,9 @@ def _read(path: Path, kind: str, versions: tuple[int, ...], schema: type[msgspec
         raise ArtifactError(f"{path}: {_decode_reason(exc)}") from exc
     found = _SCHEMA_URL.search(head.metadata.dbt_schema_version) if head.metadata else None
     if found is None:
+        if head.metadata is None and head.generated_at and head.results is not None:
+            raise ArtifactError(f"{path}: written by dbt before 0.19 (no metadata block): not "
+                                f"supported ({kind} {_versions(versions)})")
         raise ArtifactError(f"{path}: not a dbt artifact (no metadata.dbt_schema_version)")
     got_kind, version = found.group(1), int(found.group(2))
     if got_kind != kind:
@@ -306,6 +310,9 @@ def _decode_reason(exc: msgspec.DecodeError) -> str:
 
 class _Header(msgspec.Struct):
     metadata: _Meta | None = None
+    # what dbt before 0.19 wrote instead of a metadata block
+    generated_at: Any = None
+    results: Any = None
 
 
 def _tags(value: list[str] | str | None) -> tuple[str, ...]:
@@ -474,6 +481,37 @@ def _enrich(uid: str, status: str, manifest: Manifest | None, **fields: Any) -> 
     return Result(uid, status, node.resource_type, node.name, severity=node.severity,
                   test_name=node.test_name, column_name=node.column_name,
                   attached_node=attached, **fields)
+
+
+class _Ids(msgspec.Struct, gc=False):
+    unique_id: str = ""
+
+
+class _IdsOnly(msgspec.Struct):
+    results: list[_Ids] = []
+
+
+def result_ids(path: Path) -> list[str] | None:
+    """The unique_ids a results file lists, read cheaply; None when it cannot be read (the full
+    reader then says why)."""
+    try:
+        data = Path(path).read_bytes()
+        ids = msgspec.json.decode(data.removeprefix(_BOM), type=_IdsOnly, strict=False)
+    except (OSError, msgspec.MsgspecError):
+        return None
+    return [r.unique_id for r in ids.results]
+
+
+def project_of_results(paths: Sequence[Path]) -> str | None:
+    """The project a results file belongs to when no manifest names it: the package most of its
+    node ids name (`test.<project>.<name>...`); None when no id names one."""
+    packages: Counter[str] = Counter()
+    for path in paths:
+        for unique_id in result_ids(path) or ():
+            parts = unique_id.split(".")
+            if len(parts) >= 3 and parts[0] != "operation" and parts[1]:
+                packages[parts[1]] += 1
+    return packages.most_common(1)[0][0] if packages else None
 
 
 def read_run_results(path: Path, manifest: Manifest | None = None) -> Invocation:

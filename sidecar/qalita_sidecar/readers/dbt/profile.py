@@ -184,6 +184,19 @@ def _profile(profiles_dir: Path | None, profile: str | None, target: str | None,
     return _Profile(path, profile, body, str(chosen))
 
 
+def project_name(project_dir: Path) -> str | None:
+    """The `name:` dbt_project.yml gives the project; None when there is no readable one."""
+    path = project_dir / "dbt_project.yml"
+    if not path.exists():
+        return None
+    try:
+        project = _read_yaml(path)
+    except ProfileError:
+        return None
+    name = project.get("name") if isinstance(project, dict) else None
+    return name.strip() if isinstance(name, str) and name.strip() else None
+
+
 def target_name(
     profiles_dir: Path | None = None,
     target: str | None = None,

@@ -97,6 +97,9 @@ def executes_nothing(invocation: Invocation) -> str | None:
            for r in invocation.results):
         return (f"{command_name(invocation.command)}: its tests report `success`, as a "
                 "compile's do: it tests nothing")
+    if not invocation.results:
+        # a selection that matched nothing: an empty job would only say that nothing happened
+        return f"{command_name(invocation.command)} has no result: nothing ran"
     return None
 
 
