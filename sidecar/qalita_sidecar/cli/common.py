@@ -21,7 +21,7 @@ from qalita_sidecar.settings import Settings, SettingsError, load_settings
 from qalita_sidecar.shipment import Shipment
 from qalita_sidecar.shipping import deliver
 from qalita_sidecar.shipping.ledger import Ledger, LedgerError
-from qalita_sidecar.shipping.outbox import Outbox, OutboxError, default_root
+from qalita_sidecar.shipping.outbox import Outbox, OutboxError
 
 EX_FAILED = 1
 PROGRESS_FROM = 20  # shipments: below this a bar is noise
@@ -80,7 +80,7 @@ def qalita_id_options(func: F) -> F:
 
 def open_outbox(outbox_dir: Path | None) -> Outbox:
     try:
-        return Outbox(outbox_dir or default_root())
+        return Outbox(outbox_dir)
     except OutboxError as exc:
         raise InputError(str(exc)) from exc
 

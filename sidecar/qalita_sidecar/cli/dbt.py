@@ -38,7 +38,7 @@ from qalita_sidecar.readers.dbt.profile import (
 )
 from qalita_sidecar.shipping import deliver
 from qalita_sidecar.shipping.ledger import EitherLedger, LedgerError, ledger_for
-from qalita_sidecar.shipping.outbox import Outbox, OutboxError, default_root
+from qalita_sidecar.shipping.outbox import Outbox, OutboxError
 
 # The commit a CI run builds, as the dbt package records it (first found wins).
 GIT_SHA_VARS = ("GITHUB_SHA", "CI_COMMIT_SHA", "DBT_CLOUD_GIT_SHA")
@@ -133,12 +133,15 @@ def _project_name(man: artifacts.Manifest | None, project_dir: Path, target_path
     """The manifest's name, else dbt_project.yml's, else the package the results' node ids name.
 
     Exits 0 when the files hold no result at all (nothing ran: no name is needed to say so)."""
-    files = [p for p in (results_path, sources_path) if p]
-    name = ((man.project_name if man else None) or project_name(project_dir)
-            or artifacts.project_of_results(files))
+    name = (man.project_name if man else None) or project_name(project_dir)
     if name:
         return name
-    if files and all(artifacts.result_ids(p) == [] for p in files):
+    ids = {p: artifacts.result_ids(p) for p in (results_path, sources_path) if p}
+    name = artifacts.project_of_ids(i for listed in ids.values() for i in listed or ())
+    if name:
+        return name
+    files = list(ids)
+    if files and all(listed == [] for listed in ids.values()):
         for path in files:
             click.echo(f"{path}: no result, nothing ran: not shipped")
         click.echo("shipped: nothing to ship")
@@ -234,7 +237,7 @@ def ingest_dbt(manifest: Path | None, results: Path | None, sources: Path | None
     def key(invocation_id: str, sha: str | None, recorded_env: str | None) -> str:
         return to_shipment.dbt_key(project, env_of(recorded_env), sha, invocation_id)
 
-    outbox = Outbox(outbox_dir or default_root())
+    outbox = Outbox(outbox_dir)
     ledger = ledger_for(outbox.root, target, schema)
     try:
         read = _read_dbt(man, results_path, sources_path, target, schema, problem, key, ledger,
@@ -292,7 +295,7 @@ def flush(outbox_dir: Path | None, project_dir: Path, profiles_dir: Path | None,
           dbt_target: str | None, qalita_schema: str | None, source_id: int | None,
           pack_id: int | None, pack_version_id: int | None) -> None:
     """Send what waits in the outbox, oldest first."""
-    outbox = Outbox(outbox_dir or default_root())
+    outbox = Outbox(outbox_dir)
     settings = settings_for(source_id=source_id, pack_id=pack_id, pack_version_id=pack_version_id)
     target = None
     if (project_dir / "dbt_project.yml").exists():

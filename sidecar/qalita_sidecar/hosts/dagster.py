@@ -23,7 +23,7 @@ from qalita_sidecar.readers.dagster import CheckResult, DagsterRunRecord, run_to
 from qalita_sidecar.settings import load_settings
 from qalita_sidecar.shipping.deliver import Outcome, ship
 from qalita_sidecar.shipping.ledger import file_ledger
-from qalita_sidecar.shipping.outbox import Outbox, default_root
+from qalita_sidecar.shipping.outbox import Outbox
 
 
 def _asset_name(key: dg.AssetKey) -> str:
@@ -93,7 +93,7 @@ class QalitaResource(dg.ConfigurableResource):
                                  pack_version_id=self.pack_version_id,
                                  mapping_file=Path(self.mapping_file) if self.mapping_file
                                  else None)
-        outbox = Outbox(Path(self.outbox_dir) if self.outbox_dir else default_root())
+        outbox = Outbox(Path(self.outbox_dir) if self.outbox_dir else None)
         return ship([shipment], settings, outbox, file_ledger(outbox.root))
 
 

@@ -72,12 +72,12 @@ def _outcome(check: dict[str, Any]) -> str:
     return OUTCOMES.get(str(check.get("outcome") or "").lower(), "errored")
 
 
-def _scopes(check: dict[str, Any], database: Scope) -> tuple[Scope, Scope | None, Scope | None]:
+def _scopes(check: dict[str, Any], database: Scope) -> tuple[Scope | None, Scope | None]:
     table = check.get("table")
     dataset = Scope("dataset", str(table), database) if table else None
     column = check.get("column")
     col = column_scope(dataset, str(column)) if column and dataset else None
-    return database, dataset, col
+    return dataset, col
 
 
 def _metric_names(scan: dict[str, Any]) -> dict[str, str]:
@@ -134,9 +134,10 @@ def scan_to_shipment(scan: dict[str, Any], source_name: str | None = None) -> Sh
 
     # named after the QALITA source, as QALITA's packs name it (a scan reads one data source)
     source = source_name or default_ds
+    database = Scope("database", source)
     for check in scan["checks"]:
         outcome = _outcome(check)
-        database, dataset, column = _scopes(check, Scope("database", source))
+        dataset, column = _scopes(check, database)
         scope = column or dataset or database
         for s in (database, dataset, column):
             if s is not None:
@@ -159,7 +160,7 @@ def scan_to_shipment(scan: dict[str, Any], source_name: str | None = None) -> Sh
         metrics += count_metrics("check", counter, scope)
     metrics += values
     scopes = [m.scope for m in metrics] + [r.scope for r in recommendations]
-    scopes += _schema_columns(scan, Scope("database", source))
+    scopes += _schema_columns(scan, database)
 
     total: Counter[str] = Counter()
     for scope, counter in counts.items():

@@ -65,10 +65,6 @@ class SetAside:
     reason: str
 
 
-def default_root(env: dict[str, str] | None = None) -> Path:
-    return settings.outbox_dir(env)
-
-
 def _dumps(data: dict[str, Any], indent: bool = False) -> bytes:
     # a Shipment is encoded by msgspec as its Struct says; a msgspec.Raw (an entry's shipment,
     # as read) is written back byte for byte
@@ -142,7 +138,7 @@ def _is_entry(path: Path) -> bool:
 
 class Outbox:
     def __init__(self, root: Path | None = None, max_bytes: int | None = None) -> None:
-        self.root = Path(root) if root is not None else default_root()
+        self.root = Path(root) if root is not None else settings.outbox_dir()
         self.max_bytes = max_bytes_from_env() if max_bytes is None else max_bytes
         self.pending_dir = self.root / "pending"
         self.dead_dir = self.root / "dead"

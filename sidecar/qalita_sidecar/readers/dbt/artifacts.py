@@ -14,7 +14,7 @@ import gc
 import hashlib
 import re
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -502,15 +502,14 @@ def result_ids(path: Path) -> list[str] | None:
     return [r.unique_id for r in ids.results]
 
 
-def project_of_results(paths: Sequence[Path]) -> str | None:
-    """The project a results file belongs to when no manifest names it: the package most of its
-    node ids name (`test.<project>.<name>...`); None when no id names one."""
+def project_of_ids(unique_ids: Iterable[str]) -> str | None:
+    """The project results belong to when no manifest names it: the package most of their node
+    ids name (`test.<project>.<name>...`); None when no id names one."""
     packages: Counter[str] = Counter()
-    for path in paths:
-        for unique_id in result_ids(path) or ():
-            parts = unique_id.split(".")
-            if len(parts) >= 3 and parts[0] != "operation" and parts[1]:
-                packages[parts[1]] += 1
+    for unique_id in unique_ids:
+        parts = unique_id.split(".")
+        if len(parts) >= 3 and parts[0] != "operation" and parts[1]:
+            packages[parts[1]] += 1
     return packages.most_common(1)[0][0] if packages else None
 
 
