@@ -21,15 +21,26 @@ all: install deps seed compass-data build ## Fresh machine: venv, install, dbt d
 
 install: $(VENV)/.installed ## Create .venv: dbt, the sidecar, the Compass tools, the dev tools
 
+# uv resolves and installs the same packages as pip about ten times faster (about 10 s instead of
+# 100 s here); INSTALLER=pip installs with pip alone, e.g. where only pip's own settings reach an index.
+INSTALLER ?= uv
+ifeq ($(INSTALLER),uv)
+BOOTSTRAP = uv
+PIP_INSTALL = $(BIN)/uv pip install --quiet --python $(BIN)/python
+else
+BOOTSTRAP = --upgrade pip
+PIP_INSTALL = $(BIN)/pip install --quiet
+endif
+
 $(VENV)/.installed: requirements-dev.txt sidecar/pyproject.toml compass_data/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements-dev.txt
+	$(BIN)/pip install --quiet $(BOOTSTRAP)
+	$(PIP_INSTALL) -r requirements-dev.txt
 	@touch $@
 
 # The integration tests also need the sidecar's optional extras (a real Soda scan, Dagster).
 $(VENV)/.installed-extras: $(VENV)/.installed
-	$(BIN)/pip install --quiet -r requirements-dev.txt -e "./sidecar[soda,dagster]"
+	$(PIP_INSTALL) -r requirements-dev.txt -e "./sidecar[soda,dagster]"
 	@touch $@
 
 deps: install ## dbt deps (installs the local qalita package)

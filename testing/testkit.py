@@ -14,6 +14,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import dbt_fork
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,7 +27,7 @@ PG_USER = os.environ.get("DBT_POSTGRES_USER", "postgres")
 
 @dataclass
 class DbtProject:
-    """A dbt project run in isolation: `run(...)` calls the real dbt CLI in a subprocess."""
+    """A dbt project run in isolation: `run(...)` is the real dbt CLI in a process of its own."""
 
     project_dir: Path
     target: str
@@ -40,8 +41,7 @@ class DbtProject:
                "--profiles-dir", str(REPO), "--target", self.target]
         if vars:
             cmd += ["--vars", json.dumps(vars)]
-        proc = subprocess.run(cmd, cwd=self.project_dir, env={**self.env, **(env or {})},
-                              capture_output=True, text=True)
+        proc = dbt_fork.run(cmd, self.project_dir, {**self.env, **(env or {})})
         if check and proc.returncode != 0:
             raise AssertionError(f"dbt {' '.join(args)} failed ({proc.returncode}):\n"
                                  f"{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}")
