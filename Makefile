@@ -68,10 +68,12 @@ docs: deps ## dbt docs generate
 	$(DBT) docs generate $(DBT_FLAGS)
 
 # Two workers (these machines have two cores); a module stays on one worker, so the dbt builds its
-# module-scoped fixtures share run once.
+# module-scoped fixtures share run once. Modules are handed out in collection order (the longest
+# first, see pyproject.toml), not xdist's default of the most tests first, which put the many quick
+# unit modules first and left the long dbt modules to the end.
 PYTEST_WORKERS ?= 2
 test: $(VENV)/.installed-extras ## Every suite: unit, sidecar integration, package, Compass, host project (DuckDB and PostgreSQL)
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadscope --durations=15
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadscope --no-loadscope-reorder --durations=15
 
 # Venvs cached in ~/.cache/qalita-compat (QALITA_COMPAT_CACHE), keyed by their requirement set.
 test-compat: install ## dbt 1.8 .. 1.12 on both adapters, the sidecar beside dbt 1.9 (cached venvs; ~3 min warm)

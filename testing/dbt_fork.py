@@ -4,7 +4,8 @@ Before dbt reads a project it spends about 8 s of CPU importing dbt-core and its
 building the JSON schemas it validates against (`dbt_preload`), and the suites start a few hundred
 dbt processes. Each run here is a fork of one server that paid that once: still a process of its
 own, with its own arguments, environment, working folder, output and exit code, as `dbt` started
-from a shell would have. One server per test process, started at its first run.
+from a shell would have. One server per test process and venv (the compatibility suite runs
+other dbt versions), started at its first run.
 
 `QALITA_TEST_DBT_FORK=0` starts every run as a fresh interpreter instead, to compare, or to rule the
 fork out when a run behaves oddly.
@@ -12,6 +13,7 @@ fork out when a run behaves oddly.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import subprocess
@@ -24,9 +26,10 @@ ENABLED = os.environ.get("QALITA_TEST_DBT_FORK", "1") != "0"
 
 
 class _Server:
-    """The client side: one request at a time over the server's stdin and stdout."""
+    """The client side of one server: one request at a time over its stdin and stdout."""
 
-    def __init__(self) -> None:
+    def __init__(self, python: str) -> None:
+        self.python = python
         self.lock = threading.Lock()
         self.proc: subprocess.Popen[str] | None = None
 
@@ -41,26 +44,43 @@ class _Server:
             proc.stdin.flush()
             reply = proc.stdout.readline()
             if not reply:
-                raise RuntimeError(f"the dbt fork server exited ({proc.wait()})")
+                raise RuntimeError(f"the dbt fork server of {self.python} exited ({proc.wait()})")
             return subprocess.CompletedProcess(argv, json.loads(reply)["returncode"],
                                                out.read_text(errors="replace"),
                                                err.read_text(errors="replace"))
 
     def _started(self) -> subprocess.Popen[str]:
         if self.proc is None or self.proc.poll() is not None:
-            self.proc = subprocess.Popen([sys.executable, __file__], stdin=subprocess.PIPE,
+            self.proc = subprocess.Popen([self.python, __file__], stdin=subprocess.PIPE,
                                          stdout=subprocess.PIPE, text=True)
         return self.proc
 
+    def stop(self) -> None:
+        """End of input ends the server; waiting for it counts its runs' CPU time in ours."""
+        if self.proc is not None and self.proc.stdin:
+            self.proc.stdin.close()
+            self.proc.wait()
 
-_server = _Server()
+
+_servers: dict[str, _Server] = {}
+_servers_lock = threading.Lock()
+
+
+@atexit.register
+def _stop_all() -> None:
+    for server in _servers.values():
+        server.stop()
 
 
 def run(argv: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """`argv` (its first element the dbt executable) run in `cwd` with exactly `env`."""
+    """`argv` (its first element a venv's dbt executable) run in `cwd` with exactly `env`, by
+    the server of that venv's Python."""
     if not ENABLED:
         return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True)
-    return _server.run(argv, cwd, env)
+    python = str(Path(argv[0]).parent / "python")
+    with _servers_lock:
+        server = _servers.setdefault(python, _Server(python))
+    return server.run(argv, cwd, env)
 
 
 # ---- the server: runs as `python dbt_fork.py`, never imported by the tests' own process --------
@@ -76,8 +96,10 @@ def _child(request: dict) -> None:
         target = os.open(request[key], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         os.dup2(target, fd)
         os.close(target)
-    # dbt reads sys.argv itself (the subcommand's flags, `invocation_command`)
+    # dbt reads sys.argv itself (the subcommand's flags, `invocation_command`), and looks for
+    # plugins among the `dbt_*` modules on sys.path: both as the `dbt` script would see them.
     sys.argv = request["argv"]
+    sys.path[0] = os.path.dirname(request["argv"][0])
     from dbt.cli.main import cli
 
     # Leaves by SystemExit, which ends this process as dbt's own would end: atexit handlers run

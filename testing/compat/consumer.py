@@ -16,6 +16,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import dbt_fork
 from testkit import (
     PG_HOST,
     PG_PORT,
@@ -56,7 +57,7 @@ class ConsumerRun:
         if not self.with_qalita and args[:1] != ("deps",):
             cmd += ["--vars", "{qalita_hook: false}"]
         started = time.monotonic()
-        proc = subprocess.run(cmd, cwd=self.root, env=self.env, capture_output=True, text=True)
+        proc = dbt_fork.run(cmd, self.root, self.env)
         name = " ".join(itertools.takewhile(lambda a: not a.startswith("-"), args))
         self.seconds[name] = round(time.monotonic() - started, 1)
         self.log.append(f"$ {' '.join(cmd[1:])} -> {proc.returncode}")
