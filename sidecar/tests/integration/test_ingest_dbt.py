@@ -146,7 +146,8 @@ def test_ingest_ships_each_invocation_once(copy, qalita_server):
 
 def test_server_down_waits_in_the_outbox_and_flush_delivers(copy, qalita_server):
     qalita_server.stop()
-    down = ingest(copy, server=qalita_server)
+    # a short deadline: the sidecar's 60 s default would only make the test wait
+    down = ingest({**copy, "QALITA_DEADLINE": "3"}, server=qalita_server)
     assert down.returncode == 75, down.stdout + down.stderr
     pending = list((Path(copy["QALITA_OUTBOX_DIR"]) / "pending").glob("*.json"))
     assert len(pending) == 3
