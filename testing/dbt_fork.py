@@ -51,8 +51,11 @@ class _Server:
 
     def _started(self) -> subprocess.Popen[str]:
         if self.proc is None or self.proc.poll() is not None:
+            # dbt is imported without the caller's DBT_/QALITA_ settings: a run's settings are
+            # those of its own environment only
+            env = {k: v for k, v in os.environ.items() if not k.startswith(("DBT_", "QALITA_"))}
             self.proc = subprocess.Popen([self.python, __file__], stdin=subprocess.PIPE,
-                                         stdout=subprocess.PIPE, text=True)
+                                         stdout=subprocess.PIPE, text=True, env=env)
         return self.proc
 
     def stop(self) -> None:
