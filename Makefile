@@ -21,12 +21,15 @@ all: install deps seed compass-data build ## Fresh machine: venv, install, dbt d
 
 install: $(VENV)/.installed ## Create .venv: dbt, the sidecar, the Compass tools, the dev tools
 
-# uv resolves and installs the same packages as pip about ten times faster (about 10 s instead of
+# uv resolves and installs the same packages as pip about ten times faster (about 20 s instead of
 # 100 s here); INSTALLER=pip installs with pip alone, e.g. where only pip's own settings reach an index.
+# --compile-bytecode does what pip does by default: without it, where PYTHONDONTWRITEBYTECODE is set
+# (CI containers often set it), every process compiles its imports again: a dbt process took 4.0 s
+# instead of 2.9 s to print its version, a sidecar process 0.7 s instead of 0.3 s.
 INSTALLER ?= uv
 ifeq ($(INSTALLER),uv)
 BOOTSTRAP = uv
-PIP_INSTALL = $(BIN)/uv pip install --quiet --python $(BIN)/python
+PIP_INSTALL = $(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python
 else
 BOOTSTRAP = --upgrade pip
 PIP_INSTALL = $(BIN)/pip install --quiet
