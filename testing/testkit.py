@@ -2,15 +2,25 @@
 
 Each dbt run gets its own DuckDB file, target path and log path under tmp, so tests never share
 state and never touch the developer's `quality_compass.duckdb` or `target/`.
+
+What tests do share is dbt's parse of the host project. A full parse is most of a run (about 4 of
+its 6 s here), and dbt reuses a saved one (`partial_parse.msgpack`) only when the connection
+values are the same as when it was saved. So the runs of the host project see the same ones: the
+DuckDB file by a name relative to the run's folder, and a PostgreSQL database whose name is fixed
+within a test process (the lowest slot free); the last parse saved for a target and `--vars` is
+put into a run's target folder before it starts. dbt itself checks that the saved parse still
+holds (files, vars, profile, version) and parses again where it does not.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
-import uuid
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,7 +51,15 @@ class DbtProject:
                "--profiles-dir", str(REPO), "--target", self.target]
         if vars:
             cmd += ["--vars", json.dumps(vars)]
-        proc = dbt_fork.run(cmd, self.project_dir, {**self.env, **(env or {})})
+        run_env, cwd = {**self.env, **(env or {})}, self.project_dir
+        saved = None
+        if self.project_dir == REPO:
+            run_env, cwd = _stable_connection(run_env)
+            saved = _saved_parse(self.target, vars, run_env)
+            _copy_atomically(saved, self.target_path / PARSE)
+        proc = dbt_fork.run(cmd, cwd, run_env)
+        if saved is not None:
+            _copy_atomically(self.target_path / PARSE, saved)
         if check and proc.returncode != 0:
             raise AssertionError(f"dbt {' '.join(args)} failed ({proc.returncode}):\n"
                                  f"{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}")
@@ -62,6 +80,39 @@ class DbtProject:
         if self.target == "dev":
             return duckdb_query(self.env["DBT_DUCKDB_PATH"], sql)
         return postgres_query(self.env["DBT_POSTGRES_DATABASE"], sql)
+
+
+PARSE = "partial_parse.msgpack"
+PER_RUN = ("DBT_TARGET_PATH", "DBT_LOG_PATH")  # where a run writes, no part of what it parses
+# shared by the test processes of one pytest session (xdist gives them one run id)
+PARSES = Path(tempfile.gettempdir()) / (
+    f"qalita-test-parses-{os.environ.get('PYTEST_XDIST_TESTRUNUID') or os.getpid()}")
+
+
+def _stable_connection(env: dict[str, str]) -> tuple[dict[str, str], Path]:
+    """The run's environment and folder, the DuckDB file named relative to that folder: dbt
+    sees the same path in every test, so a saved parse stays valid."""
+    path = env.get("DBT_DUCKDB_PATH")
+    if not path or not os.path.isabs(path):
+        return env, REPO
+    return {**env, "DBT_DUCKDB_PATH": os.path.basename(path)}, Path(path).parent
+
+
+def _saved_parse(target: str, vars: dict | None, env: dict[str, str]) -> Path:
+    """Where the last parse of the host project for this target, vars and connection is kept."""
+    settings = sorted((k, v) for k, v in env.items() if k.startswith("DBT_") and k not in PER_RUN)
+    key = json.dumps([target, vars or {}, settings])
+    return PARSES / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.msgpack"
+
+
+def _copy_atomically(source: Path, dest: Path) -> None:
+    """`source` over `dest` (if there is a source): a reader never sees half a file."""
+    if not source.exists():
+        return
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    shutil.copyfile(source, tmp)
+    os.replace(tmp, dest)
 
 
 def duckdb_query(path: str, sql: str, read_only: bool = True) -> list[tuple]:
@@ -134,6 +185,21 @@ def create_database(name: str) -> None:
 
 def drop_database(name: str) -> None:
     postgres_execute("postgres", f'drop database if exists "{name}" with (force)')
+    _slots_in_use.discard(name)
+
+
+_slots_in_use: set[str] = set()
+
+
+def _database_slot() -> str:
+    """A database name of this test process, the lowest not in use: the same name from test to
+    test, so dbt's saved parse (which holds the connection values) stays valid."""
+    slot = 0
+    while f"qc_test_{os.getpid()}_{slot}" in _slots_in_use:
+        slot += 1
+    name = f"qc_test_{os.getpid()}_{slot}"
+    _slots_in_use.add(name)
+    return name
 
 
 def require_postgres() -> None:
@@ -154,9 +220,12 @@ def ensure_host_deps() -> None:
     global _deps_done
     if _deps_done:
         return
-    subprocess.run([str(BIN / "dbt"), "deps", "--project-dir", str(REPO), "--profiles-dir",
-                    str(REPO)], cwd=REPO, check=True, capture_output=True,
-                   env={**base_env(Path("/tmp")), "DBT_LOG_PATH": "/tmp/qalita-dbt-deps-logs"})
+    proc = dbt_fork.run([str(BIN / "dbt"), "deps", "--project-dir", str(REPO), "--profiles-dir",
+                         str(REPO)], REPO,
+                        {**base_env(Path(tempfile.gettempdir())),
+                         "DBT_LOG_PATH": str(Path(tempfile.gettempdir()) / "qalita-dbt-deps-logs")})
+    if proc.returncode != 0:
+        raise AssertionError(f"dbt deps of the host project failed:\n{proc.stdout[-3000:]}")
     _deps_done = True
 
 
@@ -166,7 +235,7 @@ def make_project(tmp: Path, target: str, project_dir: Path = REPO) -> DbtProject
     env = base_env(tmp)
     if target == "prod":
         require_postgres()
-        db = f"qc_test_{uuid.uuid4().hex[:10]}"
+        db = _database_slot()
         create_database(db)
         env["DBT_POSTGRES_DATABASE"] = db
     return DbtProject(project_dir, target, env, tmp / "target")
