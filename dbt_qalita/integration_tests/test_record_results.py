@@ -10,9 +10,29 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from testkit import drop_database, make_project, require_postgres
 
 AIRQUALITY = ("--select", "tag:airquality")
 OPENAQ = ("--select", "source:openaq")
+FAILING = {"airquality_failing_variant": True}
+
+
+@pytest.fixture(scope="module", params=["dev", "prod"], ids=["duckdb", "postgres"])
+def failing_build(request, tmp_path_factory):
+    """The failing variant built once per adapter, as a GitHub Actions job would run it; read by
+    the tests that only look at what that build recorded."""
+    if request.param == "prod":
+        require_postgres()
+    project = make_project(tmp_path_factory.mktemp(f"failing-{request.param}"), request.param)
+    try:
+        project.build = project.run(
+            "build", *AIRQUALITY, vars=FAILING, check=False,
+            env={"GITHUB_ACTIONS": "true", "GITHUB_SHA": "abc123", "GITHUB_RUN_ID": "42",
+                 "GITHUB_REPOSITORY": "acme/dq"})
+        yield project
+    finally:
+        if request.param == "prod":
+            drop_database(project.env["DBT_POSTGRES_DATABASE"])
 
 
 def qschema(project) -> str:
@@ -40,12 +60,10 @@ def invocation(project, invocation_id: str) -> dict:
     return dict(zip([c.strip() for c in cols.split(",")], rows[0], strict=True))
 
 
-def test_build_records_every_result_with_dbt_statuses(dbt_project):
+def test_build_records_every_result_with_dbt_statuses(failing_build):
     """Failing / warning / erroring variant: one row per result; statuses and failures as dbt's."""
-    proc = dbt_project.run("build", *AIRQUALITY, vars={"airquality_failing_variant": True},
-                           check=False,
-                           env={"GITHUB_ACTIONS": "true", "GITHUB_SHA": "abc123",
-                                "GITHUB_RUN_ID": "42", "GITHUB_REPOSITORY": "acme/dq"})
+    dbt_project = failing_build
+    proc = dbt_project.build
     assert proc.returncode == 1, proc.stdout[-3000:]  # the failing variant fails dbt, not the hook
     run_results = dbt_project.artifact("run_results.json")
     inv_id = run_results["metadata"]["invocation_id"]
@@ -95,8 +113,7 @@ def test_build_records_every_result_with_dbt_statuses(dbt_project):
 
 def test_test_metadata_and_normalised_status(dbt_project):
     dbt_project.run("seed", *AIRQUALITY)
-    dbt_project.run("build", "-s", "stg_airquality", vars={"airquality_failing_variant": True},
-                    check=False)
+    dbt_project.run("build", "-s", "stg_airquality", vars=FAILING, check=False)
     inv_id = dbt_project.artifact("run_results.json")["metadata"]["invocation_id"]
     rows = rows_for(dbt_project, inv_id, "name, resource_type, status_normalised, severity, "
                     "test_name, test_type, column_name, attached_node, started_at, completed_at")
@@ -116,8 +133,8 @@ def test_test_metadata_and_normalised_status(dbt_project):
         assert r[7] is not None and r[7] <= r[8], name  # started_at <= completed_at
 
 
-def test_quotes_newlines_and_unicode_are_stored_intact(dbt_project):
-    dbt_project.run("build", *AIRQUALITY, vars={"airquality_failing_variant": True}, check=False)
+def test_quotes_newlines_and_unicode_are_stored_intact(failing_build):
+    dbt_project = failing_build
     rr = dbt_project.artifact("run_results.json")
     inv_id = rr["metadata"]["invocation_id"]
     stored = dict(rows_for(dbt_project, inv_id, "unique_id, message"))
@@ -165,7 +182,7 @@ def test_commands_without_outcomes_record_nothing(dbt_project):
     dbt_project.run("seed", *AIRQUALITY)
     count = f"select count(*) from {qschema(dbt_project)}.qalita_invocations"
     assert dbt_project.query(count) == [(1,)]
-    for command in (["compile"], ["ls"], ["parse"], ["docs", "generate"]):
+    for command in (["compile", *AIRQUALITY], ["ls"], ["parse"], ["docs", "generate", *AIRQUALITY]):
         dbt_project.run(*command)
     assert dbt_project.query(count) == [(1,)]
 
@@ -180,7 +197,7 @@ def test_small_batches_split_the_insert_and_lose_nothing(dbt_project, batch):
         return log.read_text().count(inserts) if log.exists() else 0
 
     before = insert_count()
-    dbt_project.run("build", *AIRQUALITY, vars={"airquality_failing_variant": True, **batch},
+    dbt_project.run("build", *AIRQUALITY, vars={**FAILING, **batch},
                     check=False)
     rr = dbt_project.artifact("run_results.json")
     results = node_results(rr)
