@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+import testkit
 from testkit import drop_database, make_project, require_postgres
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _saved_dbt_parses(tmp_path_factory) -> None:
+    """dbt's saved parses of the host project, shared by this session's test processes (xdist
+    gives each worker a folder inside the session's)."""
+    base = tmp_path_factory.getbasetemp()
+    testkit.PARSES = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "dbt-parses"
 
 
 @pytest.fixture(params=["dev", "prod"], ids=["duckdb", "postgres"])

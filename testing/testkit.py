@@ -84,9 +84,9 @@ class DbtProject:
 
 PARSE = "partial_parse.msgpack"
 PER_RUN = ("DBT_TARGET_PATH", "DBT_LOG_PATH")  # where a run writes, no part of what it parses
-# shared by the test processes of one pytest session (xdist gives them one run id)
-PARSES = Path(tempfile.gettempdir()) / (
-    f"qalita-test-parses-{os.environ.get('PYTEST_XDIST_TESTRUNUID') or os.getpid()}")
+# Shared by the test processes of one pytest session: pytest_fixtures points it into the
+# session's temporary folder (pytest removes old ones); outside pytest, one per process.
+PARSES = Path(tempfile.gettempdir()) / f"qalita-test-parses-{os.getpid()}"
 
 
 def _stable_connection(env: dict[str, str]) -> tuple[dict[str, str], Path]:
