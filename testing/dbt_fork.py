@@ -89,16 +89,17 @@ def run(argv: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Completed
 # ---- the server: runs as `python dbt_fork.py`, never imported by the tests' own process --------
 
 def _child(request: dict) -> None:
-    """The forked process becomes `dbt <args>`: its folder, environment, output, then dbt."""
-    os.chdir(request["cwd"])
-    os.environ.clear()
-    os.environ.update(request["env"])
+    """The forked process becomes `dbt <args>`: its output, folder, environment, then dbt."""
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     for fd, key in ((1, "stdout"), (2, "stderr")):
         target = os.open(request[key], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         os.dup2(target, fd)
         os.close(target)
+    # from here on a failure (a folder that does not exist) is the run's stderr and exit code
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
     # dbt reads sys.argv itself (the subcommand's flags, `invocation_command`), and looks for
     # plugins among the `dbt_*` modules on sys.path: both as the `dbt` script would see them.
     sys.argv = request["argv"]

@@ -95,6 +95,7 @@ def _stable_connection(env: dict[str, str]) -> tuple[dict[str, str], Path]:
     path = env.get("DBT_DUCKDB_PATH")
     if not path or not os.path.isabs(path):
         return env, REPO
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     return {**env, "DBT_DUCKDB_PATH": os.path.basename(path)}, Path(path).parent
 
 
