@@ -1,6 +1,6 @@
 """dbt runs forked from a server process that has already imported dbt.
 
-Before dbt reads a project it spends about 8 s of CPU importing dbt-core and its adapters and
+Before dbt reads a project it spends about 3 s of CPU importing dbt-core and its adapters and
 building the JSON schemas it validates against (`dbt_preload`), and the suites start a few hundred
 dbt processes. Each run here is a fork of one server that paid that once: still a process of its
 own, with its own arguments, environment, working folder, output and exit code, as `dbt` started

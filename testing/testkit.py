@@ -15,6 +15,7 @@ holds (files, vars, profile, version) and parses again where it does not.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -195,10 +196,8 @@ _slots_in_use: set[str] = set()
 def _database_slot() -> str:
     """A database name of this test process, the lowest not in use: the same name from test to
     test, so dbt's saved parse (which holds the connection values) stays valid."""
-    slot = 0
-    while f"qc_test_{os.getpid()}_{slot}" in _slots_in_use:
-        slot += 1
-    name = f"qc_test_{os.getpid()}_{slot}"
+    names = (f"qc_test_{os.getpid()}_{slot}" for slot in itertools.count())
+    name = next(n for n in names if n not in _slots_in_use)
     _slots_in_use.add(name)
     return name
 
@@ -221,10 +220,10 @@ def ensure_host_deps() -> None:
     global _deps_done
     if _deps_done:
         return
+    tmp = Path(tempfile.gettempdir())
     proc = dbt_fork.run([str(BIN / "dbt"), "deps", "--project-dir", str(REPO), "--profiles-dir",
                          str(REPO)], REPO,
-                        {**base_env(Path(tempfile.gettempdir())),
-                         "DBT_LOG_PATH": str(Path(tempfile.gettempdir()) / "qalita-dbt-deps-logs")})
+                        {**base_env(tmp), "DBT_LOG_PATH": str(tmp / "qalita-dbt-deps-logs")})
     if proc.returncode != 0:
         raise AssertionError(f"dbt deps of the host project failed:\n{proc.stdout[-3000:]}")
     _deps_done = True
